@@ -1,0 +1,120 @@
+//! Command line: subcommands, and every setting as a flag with a `BUTTON_*`
+//! environment fallback (a `.env` file in the working directory is read too).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::TrustedProxies;
+
+/// Pushing this button does nothing. Every press is still counted, privately.
+#[derive(Debug, Parser)]
+#[command(name = "button", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "BUTTON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
+    /// What to run; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Log output styles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the button page, record presses, show the stats.
+    Serve(ServeArgs),
+}
+
+/// Settings of `button serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BUTTON_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded event store and the generated session secret.
+    #[arg(long, env = "BUTTON_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// A MaxMind DB (.mmdb) file to geolocate with, country or city level
+    /// [default: the embedded country database].
+    #[arg(long, env = "BUTTON_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+
+    /// Proxies whose X-Forwarded-For / Forwarded headers are believed, as
+    /// CIDR[,CIDR...]. Headers from any other peer are ignored.
+    #[arg(long, env = "BUTTON_TRUSTED_PROXIES", default_value = "", value_parser = parse_proxies)]
+    pub trusted_proxies: TrustedProxies,
+
+    /// Key material for signing session cookies (at least 32 bytes)
+    /// [default: generated on first start and kept in the data directory].
+    #[arg(long, env = "BUTTON_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// A text file of replies, one per line, replacing the built-in list.
+    #[arg(long, env = "BUTTON_RESPONSES")]
+    pub responses: Option<PathBuf>,
+
+    /// Give loopback and private addresses "unknown" instead of a random public location.
+    #[arg(long, env = "BUTTON_NO_FAKE_LOCAL_IP")]
+    pub no_fake_local_ip: bool,
+
+    /// Cohort recorded with visitors' events.
+    #[arg(long, env = "BUTTON_COHORT", default_value_t = 0)]
+    pub cohort: i32,
+
+    /// Events that may wait for the store before presses are refused with 503.
+    #[arg(long, env = "BUTTON_QUEUE_CAPACITY", default_value_t = 16_384)]
+    pub queue_capacity: usize,
+
+    /// Mark the session cookie `Secure` (when served over HTTPS).
+    #[arg(long, env = "BUTTON_COOKIE_SECURE")]
+    pub cookie_secure: bool,
+}
+
+fn parse_proxies(s: &str) -> Result<TrustedProxies, String> {
+    s.parse()
+}
+
+impl ServeArgs {
+    /// The settings when `serve` was not named: defaults and environment.
+    pub fn from_env() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Only::parse_from(["button"]).args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_trusted_proxies_are_refused_at_parse_time() {
+        let err = Cli::try_parse_from(["button", "serve", "--trusted-proxies", "10.0.0.0/33"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10.0.0.0/33"), "{err}");
+    }
+}

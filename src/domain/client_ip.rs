@@ -1,0 +1,284 @@
+//! The visitor's address: who it is, and which proxies may tell us.
+//!
+//! The address is wrapped in [`ClientIp`] the moment it is known. The wrapper has no
+//! `Serialize`, no `Display`, and a redacted `Debug`, so it cannot reach an event, a
+//! log line, a cookie or a metric by accident; its only use is one geo lookup.
+//!
+//! Forwarding headers (`Forwarded`, then `X-Forwarded-For`) are believed only when
+//! the socket peer is a trusted proxy, and then only as far back as the chain stays
+//! inside trusted proxies: the right-most untrusted hop is the client. Anything else
+//! would let a visitor pick their own country by sending a header.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::str::FromStr;
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+/// A caller's address: used for one lookup, then dropped. Never serialized or logged.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(IpAddr);
+
+impl ClientIp {
+    /// Wraps an address.
+    pub fn new(ip: IpAddr) -> Self {
+        ClientIp(canonical(ip))
+    }
+
+    /// The address itself, for the geo lookup. Do not store or print what this returns.
+    pub fn expose(&self) -> IpAddr {
+        self.0
+    }
+
+    /// Loopback, private, link-local or otherwise not routable on the internet.
+    pub fn is_local(&self) -> bool {
+        match self.0 {
+            IpAddr::V4(v4) => {
+                v4.is_loopback()
+                    || v4.is_private()
+                    || v4.is_link_local()
+                    || v4.is_unspecified()
+                    || v4.is_broadcast()
+                    || v4.is_documentation()
+                    || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // 100.64/10 CGNAT
+            }
+            IpAddr::V6(v6) => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIp(<redacted>)")
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what dual-stack sockets report)
+/// are treated as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// The networks whose forwarding headers we believe (`--trusted-proxies`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// No proxy is trusted: the socket peer is always the client.
+    pub fn none() -> Self {
+        TrustedProxies(Vec::new())
+    }
+
+    /// Whether `ip` is one of our proxies.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address for a request from `peer` carrying `headers`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> ClientIp {
+        let peer = canonical(peer);
+        if !self.contains(peer) {
+            return ClientIp::new(peer);
+        }
+        // Hops as the proxies appended them, nearest last.
+        let hops = forwarded_hops(headers);
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            match hop {
+                Some(ip) => {
+                    client = canonical(*ip);
+                    if !self.contains(client) {
+                        break;
+                    }
+                }
+                // An obfuscated or unparsable hop: we cannot see past it, so the
+                // last address we trust to have been reported honestly is the client.
+                None => break,
+            }
+        }
+        ClientIp::new(client)
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    /// Parses `CIDR[,CIDR...]`; a bare address means a single host.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut nets = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let net = match part.parse::<IpNet>() {
+                Ok(net) => net,
+                Err(_) => match part.parse::<IpAddr>() {
+                    Ok(ip) => IpNet::from(ip),
+                    Err(_) => {
+                        return Err(format!(
+                            "`{part}` is not a network (expected CIDR like 10.0.0.0/8 or an address)"
+                        ));
+                    }
+                },
+            };
+            nets.push(net.trunc());
+        }
+        Ok(TrustedProxies(nets))
+    }
+}
+
+/// The hop list from `Forwarded` (RFC 7239) if present, else `X-Forwarded-For`.
+/// `None` entries are hops we could not read (obfuscated, `unknown`, garbage).
+fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let forwarded: Vec<&str> = headers
+        .get_all("forwarded")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !forwarded.is_empty() {
+        return forwarded
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                    .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
+            })
+            .collect();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|hop| parse_node(hop.trim()))
+        .collect()
+}
+
+/// Parses `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]`, `[2001:db8::1]:80`, `2001:db8::1`.
+fn parse_node(s: &str) -> Option<IpAddr> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (addr, _) = rest.split_once(']')?;
+        return addr.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn debug_output_is_redacted() {
+        let c = ClientIp::new(ip("81.2.69.142"));
+        let shown = format!("{c:?}");
+        assert_eq!(shown, "ClientIp(<redacted>)");
+        assert!(!shown.contains("81"));
+    }
+
+    #[test]
+    fn spoofed_header_from_untrusted_peer_is_ignored() {
+        let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "8.8.8.8"), ("forwarded", "for=1.1.1.1")]);
+        let got = trusted.client_ip(ip("203.0.113.9"), &h);
+        assert_eq!(got.expose(), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn without_trusted_proxies_headers_are_never_used() {
+        let h = headers(&[("x-forwarded-for", "8.8.8.8")]);
+        let got = TrustedProxies::none().client_ip(ip("127.0.0.1"), &h);
+        assert_eq!(got.expose(), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn trusted_proxy_x_forwarded_for_gives_rightmost_untrusted_hop() {
+        let trusted: TrustedProxies = "10.0.0.0/8, 192.168.1.1".parse().unwrap();
+        // The visitor sent a fake first entry; our proxies appended the real hops.
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 81.2.69.142, 192.168.1.1")]);
+        let got = trusted.client_ip(ip("10.1.2.3"), &h);
+        assert_eq!(got.expose(), ip("81.2.69.142"));
+    }
+
+    #[test]
+    fn multiple_x_forwarded_for_headers_form_one_list() {
+        let trusted: TrustedProxies = "127.0.0.1/32".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "8.8.8.8")]);
+        assert_eq!(trusted.client_ip(ip("127.0.0.1"), &h).expose(), ip("8.8.8.8"));
+    }
+
+    #[test]
+    fn forwarded_header_wins_and_handles_ipv6_and_ports() {
+        let trusted: TrustedProxies = "::1/128".parse().unwrap();
+        let h = headers(&[
+            ("forwarded", r#"for="[2001:db8:cafe::17]:4711";proto=https"#),
+            ("x-forwarded-for", "8.8.8.8"),
+        ]);
+        assert_eq!(trusted.client_ip(ip("::1"), &h).expose(), ip("2001:db8:cafe::17"));
+        let h = headers(&[("forwarded", "for=192.0.2.60:8080;by=203.0.113.43")]);
+        assert_eq!(trusted.client_ip(ip("::1"), &h).expose(), ip("192.0.2.60"));
+    }
+
+    #[test]
+    fn unreadable_hop_stops_the_walk_at_the_last_trusted_address() {
+        let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        let h = headers(&[("forwarded", "for=8.8.8.8, for=_hidden, for=10.0.0.7")]);
+        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h).expose(), ip("10.0.0.7"));
+    }
+
+    #[test]
+    fn trusted_peer_without_headers_is_the_client() {
+        let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        let got = trusted.client_ip(ip("10.0.0.1"), &HeaderMap::new());
+        assert_eq!(got.expose(), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn ipv4_mapped_peer_is_treated_as_ipv4() {
+        let trusted: TrustedProxies = "127.0.0.0/8".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "8.8.8.8")]);
+        let got = trusted.client_ip(ip("::ffff:127.0.0.1"), &h);
+        assert_eq!(got.expose(), ip("8.8.8.8"));
+    }
+
+    #[test]
+    fn bad_cidr_is_a_clear_error() {
+        let err = "10.0.0.0/8,nonsense".parse::<TrustedProxies>().unwrap_err();
+        assert!(err.contains("`nonsense`"), "{err}");
+    }
+
+    #[test]
+    fn local_addresses_are_recognised() {
+        for local in ["127.0.0.1", "10.1.1.1", "192.168.0.1", "::1", "fd00::1", "100.64.0.1"] {
+            assert!(ClientIp::new(ip(local)).is_local(), "{local}");
+        }
+        for public in ["8.8.8.8", "2001:4860:4860::8888"] {
+            assert!(!ClientIp::new(ip(public)).is_local(), "{public}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Avro with the Confluent wire format: byte 0, the schema id as 4 bytes big-endian,
+//! then the Avro binary body. The schema lives in `schema/press_event.avsc`; its first
+//! nine fields keep the original app's names and types, the new ones are nullable with
+//! `null` defaults, so registries accept it as a compatible evolution.
+
+use std::sync::OnceLock;
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use uuid::Uuid;
+
+use super::DecodeError;
+use crate::domain::{Action, Location, PressEvent};
+
+/// The schema's JSON text, as registered with a schema registry.
+pub const SCHEMA_JSON: &str = include_str!("../../schema/press_event.avsc");
+
+/// The parsed schema.
+pub fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::parse_str(SCHEMA_JSON).expect("schema/press_event.avsc is valid"))
+}
+
+const MAGIC: u8 = 0;
+
+/// Encodes `event` framed with `schema_id`.
+pub fn encode(event: &PressEvent, schema_id: u32) -> Vec<u8> {
+    let body = apache_avro::to_avro_datum(schema(), to_value(event))
+        .expect("a PressEvent always matches its schema");
+    let mut out = Vec::with_capacity(5 + body.len());
+    out.push(MAGIC);
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Splits a framed message into its schema id and body.
+pub fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
+    match bytes {
+        [MAGIC, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
+        [_, _, _, _, _, ..] => Err(DecodeError::Framing("first byte is not the magic byte 0")),
+        _ => Err(DecodeError::Framing("shorter than the 5-byte header")),
+    }
+}
+
+/// Decodes a framed message written with our schema (or any schema whose fields
+/// resolve to it: pass the writer's schema as `writer`).
+pub fn decode(bytes: &[u8], writer: Option<&Schema>) -> Result<PressEvent, DecodeError> {
+    let (_id, mut body) = unframe(bytes)?;
+    let value = apache_avro::from_avro_datum(writer.unwrap_or(schema()), &mut body, Some(schema()))
+        .map_err(|e| DecodeError::Avro(e.to_string()))?;
+    from_value(value)
+}
+
+fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
+    match v {
+        Some(x) => Value::Union(1, Box::new(f(x))),
+        None => Value::Union(0, Box::new(Value::Null)),
+    }
+}
+
+fn to_value(e: &PressEvent) -> Value {
+    let l = &e.location;
+    Value::Record(vec![
+        ("session_id".into(), Value::String(e.session_id.to_string())),
+        ("timestamp".into(), Value::Long(e.timestamp)),
+        ("action".into(), Value::String(e.action.as_str().into())),
+        ("country_name".into(), Value::String(l.country_name.clone())),
+        ("country_code".into(), Value::String(l.country_code.clone())),
+        ("subdivision_name".into(), Value::String(l.subdivision_name.clone())),
+        ("subdivision_code".into(), Value::String(l.subdivision_code.clone())),
+        ("city_name".into(), Value::String(l.city_name.clone())),
+        ("cohort".into(), opt(e.cohort, Value::Int)),
+        ("event_id".into(), opt(Some(e.event_id.to_string()), Value::String)),
+        ("latitude".into(), opt(l.latitude, Value::Double)),
+        ("longitude".into(), opt(l.longitude, Value::Double)),
+    ])
+}
+
+fn from_value(value: Value) -> Result<PressEvent, DecodeError> {
+    let Value::Record(fields) = value else {
+        return Err(DecodeError::Avro("top-level value is not a record".into()));
+    };
+    let mut session_id = None;
+    let mut event_id = None;
+    let mut timestamp = None;
+    let mut action = None;
+    let mut cohort = None;
+    let mut loc = Location::unknown();
+    loc.country_code.clear();
+    loc.country_name.clear();
+    for (name, v) in fields {
+        let v = match v {
+            Value::Union(_, inner) => *inner,
+            other => other,
+        };
+        match (name.as_str(), v) {
+            ("session_id", Value::String(s)) => session_id = Some(parse_uuid("session_id", &s)?),
+            ("event_id", Value::String(s)) => event_id = Some(parse_uuid("event_id", &s)?),
+            ("timestamp", Value::Long(t)) => timestamp = Some(t),
+            ("action", Value::String(s)) => {
+                action = Some(Action::parse(&s).ok_or_else(|| DecodeError::Field {
+                    field: "action",
+                    reason: format!("unknown action {s:?}"),
+                })?)
+            }
+            ("country_name", Value::String(s)) => loc.country_name = s,
+            ("country_code", Value::String(s)) => loc.country_code = s,
+            ("subdivision_name", Value::String(s)) => loc.subdivision_name = s,
+            ("subdivision_code", Value::String(s)) => loc.subdivision_code = s,
+            ("city_name", Value::String(s)) => loc.city_name = s,
+            ("cohort", Value::Int(c)) => cohort = Some(c),
+            ("latitude", Value::Double(x)) => loc.latitude = Some(x),
+            ("longitude", Value::Double(x)) => loc.longitude = Some(x),
+            _ => {} // nulls, and fields a newer writer added
+        }
+    }
+    let missing = |field| DecodeError::Field { field, reason: "missing".into() };
+    Ok(PressEvent {
+        // Events from the original app have no id; the sink derives none either,
+        // so such events must not be silently merged: reject them clearly.
+        event_id: event_id.ok_or_else(|| missing("event_id"))?,
+        session_id: session_id.ok_or_else(|| missing("session_id"))?,
+        timestamp: timestamp.ok_or_else(|| missing("timestamp"))?,
+        action: action.ok_or_else(|| missing("action"))?,
+        location: loc,
+        cohort,
+    })
+}
+
+fn parse_uuid(field: &'static str, s: &str) -> Result<Uuid, DecodeError> {
+    Uuid::parse_str(s).map_err(|e| DecodeError::Field { field, reason: e.to_string() })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A fixed event for golden tests.
+    pub(crate) fn sample_event() -> PressEvent {
+        PressEvent {
+            event_id: Uuid::parse_str("01890a5d-ac96-774b-bcce-b302099a8057").unwrap(),
+            session_id: Uuid::parse_str("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap(),
+            timestamp: 1_688_000_000_000_000,
+            action: Action::PressButton,
+            location: Location {
+                country_code: "GB".into(),
+                country_name: "United Kingdom".into(),
+                subdivision_name: "England".into(),
+                subdivision_code: "ENG".into(),
+                city_name: "London".into(),
+                latitude: Some(51.5142),
+                longitude: Some(-0.0931),
+            },
+            cohort: Some(0),
+        }
+    }
+
+    #[test]
+    fn avro_golden_bytes() {
+        let got = hex::encode(encode(&sample_event(), 7));
+        let want = concat!(
+            "0000000007",                                                   // magic, schema id 7
+            "4836376535353034342d313062312d343236662d393234372d626236383065356665306338", // session_id
+            "80808c86c4ceff05",                                             // timestamp (zigzag varint)
+            "165072657373427574746f6e",                                     // "PressButton"
+            "1c556e69746564204b696e67646f6d",                               // "United Kingdom"
+            "0447420e456e676c616e6406454e47", // "GB", "England", "ENG"
+            "0c4c6f6e646f6e",                 // "London"
+            "0200",                           // cohort: union branch 1, int 0
+            "02483031383930613564",           // event_id: branch 1, length 36, ...
+            "2d616339362d373734622d626363652d623330323039396138303537",
+            "0236cd3b4ed1c14940", // latitude: branch 1, 51.5142 little-endian
+            "0213f241cf66d5b7bf", // longitude: -0.0931
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn avro_decodes_back_with_the_schema() {
+        let e = sample_event();
+        let bytes = encode(&e, 42);
+        assert_eq!(unframe(&bytes).unwrap().0, 42);
+        assert_eq!(decode(&bytes, None).unwrap(), e);
+        // And with a plain generic reader, as any consumer would.
+        let mut body = &bytes[5..];
+        let v = apache_avro::from_avro_datum(schema(), &mut body, None).unwrap();
+        let Value::Record(fields) = v else { panic!("not a record") };
+        assert_eq!(fields[0], ("session_id".into(), Value::String(e.session_id.to_string())));
+    }
+
+    #[test]
+    fn unknown_location_and_null_cohort_round_trip() {
+        let mut e = sample_event();
+        e.location = Location::unknown();
+        e.cohort = None;
+        assert_eq!(decode(&encode(&e, 1), None).unwrap(), e);
+    }
+
+    #[test]
+    fn bad_framing_is_a_clear_error() {
+        assert!(matches!(decode(&[1, 0, 0, 0, 1, 2], None), Err(DecodeError::Framing(_))));
+        assert!(matches!(decode(&[0, 0], None), Err(DecodeError::Framing(_))));
+        assert!(matches!(decode(&[0, 0, 0, 0, 1, 0xff], None), Err(DecodeError::Avro(_))));
+    }
+
+    #[test]
+    fn schema_keeps_the_original_fields_in_order() {
+        let Schema::Record(r) = schema() else { panic!("not a record") };
+        let names: Vec<_> = r.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            &names[..9],
+            [
+                "session_id", "timestamp", "action", "country_name", "country_code",
+                "subdivision_name", "subdivision_code", "city_name", "cohort"
+            ]
+        );
+    }
+}

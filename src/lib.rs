@@ -1,0 +1,18 @@
+//! `button`: a button that does nothing, and a serious, private pipeline behind it.
+//!
+//! Every press becomes a [`domain::PressEvent`] (geolocated, never carrying the
+//! address), is stored durably before the visitor is answered, and is counted by
+//! country on the stats page. See the README for the architecture.
+
+pub mod cli;
+pub mod domain;
+pub mod encoding;
+pub mod geo;
+pub mod publish;
+pub mod replies;
+pub mod session;
+pub mod shutdown;
+pub mod stats;
+pub mod store;
+pub mod telemetry;
+pub mod web;

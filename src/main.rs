@@ -1,0 +1,30 @@
+//! The `button` binary: parse the command line, start logging, run the subcommand.
+
+use clap::Parser;
+
+use button::cli::{Cli, Command, ServeArgs};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // A missing .env is normal; a broken one is worth saying.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("warning: ignoring .env: {e}");
+        }
+    }
+    let cli = Cli::parse();
+    button::telemetry::init(cli.log_format, std::io::stderr);
+    let shutdown = button::shutdown::on_signal();
+
+    let result = match cli.command {
+        Some(Command::Serve(args)) => button::web::run(args, shutdown).await,
+        None => button::web::run(ServeArgs::from_env(), shutdown).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

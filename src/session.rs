@@ -1,0 +1,272 @@
+//! The visitor session: a random id and the location looked up once, kept in a
+//! cookie signed with HMAC-SHA256 (the `cookie` crate's signed jar).
+//!
+//! The payload carries its own expiry, checked on the server, so an old cookie cannot
+//! be replayed after its hour is up even if a client ignores `Max-Age`. Anything that
+//! does not verify (missing, expired, garbled, forged, signed with another key) simply
+//! starts a new session: it is never an error the visitor sees.
+//!
+//! The cookie holds no address: only the session id, the coarse location and the
+//! expiry. Visitors can read it (it is signed, not encrypted), and can see that.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::Location;
+
+/// Name of the session cookie.
+pub const COOKIE_NAME: &str = "button_session";
+
+/// How long a session lives without activity.
+pub const SESSION_TTL: Duration = Duration::from_secs(3600);
+
+/// Minimum length of a configured secret, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// A verified session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Random session id (UUIDv4).
+    #[serde(rename = "sid")]
+    pub id: Uuid,
+    /// Where the session comes from, looked up when it started.
+    #[serde(rename = "loc")]
+    pub location: Location,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    #[serde(flatten)]
+    session: Session,
+    /// Unix seconds after which the cookie is no longer accepted.
+    exp: u64,
+}
+
+/// Why a cookie was not accepted. Each case just starts a new session.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CookieError {
+    /// The signature does not verify: forged, edited, or another key.
+    #[error("bad signature")]
+    BadSignature,
+    /// Signed by us but unreadable (an older format).
+    #[error("malformed payload")]
+    Malformed,
+    /// Older than [`SESSION_TTL`].
+    #[error("expired")]
+    Expired,
+}
+
+/// Seals sessions into cookie values and opens them again.
+pub struct SessionCodec {
+    key: Key,
+    secure: bool,
+}
+
+impl std::fmt::Debug for SessionCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCodec").field("key", &"<redacted>").finish()
+    }
+}
+
+impl SessionCodec {
+    /// A codec whose signing key is derived (HKDF) from `secret`, which must be at
+    /// least [`MIN_SECRET_LEN`] bytes. `secure` adds the `Secure` cookie attribute.
+    pub fn new(secret: &[u8], secure: bool) -> Result<Self, String> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "the session secret must be at least {MIN_SECRET_LEN} bytes, got {}",
+                secret.len()
+            ));
+        }
+        Ok(SessionCodec { key: Key::derive_from(secret), secure })
+    }
+
+    /// The signed cookie value for `session`, valid for [`SESSION_TTL`] from `now`.
+    pub fn seal(&self, session: &Session, now: SystemTime) -> String {
+        let payload = Payload { session: session.clone(), exp: unix_secs(now + SESSION_TTL) };
+        let json = serde_json::to_vec(&payload).expect("a session always serializes");
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.key).add(Cookie::new(COOKIE_NAME, URL_SAFE_NO_PAD.encode(json)));
+        jar.get(COOKIE_NAME).expect("just added").value().to_owned()
+    }
+
+    /// The session in a cookie value, if it verifies and has not expired at `now`.
+    pub fn open(&self, value: &str, now: SystemTime) -> Result<Session, CookieError> {
+        let jar = CookieJar::new();
+        let verified = jar
+            .signed(&self.key)
+            .verify(Cookie::new(COOKIE_NAME, value.to_owned()))
+            .ok_or(CookieError::BadSignature)?;
+        let json = URL_SAFE_NO_PAD.decode(verified.value()).map_err(|_| CookieError::Malformed)?;
+        let payload: Payload = serde_json::from_slice(&json).map_err(|_| CookieError::Malformed)?;
+        if payload.exp <= unix_secs(now) {
+            return Err(CookieError::Expired);
+        }
+        Ok(payload.session)
+    }
+
+    /// The session cookie in a request's `Cookie` headers, if any verifies.
+    pub fn from_headers(&self, headers: &axum::http::HeaderMap, now: SystemTime) -> Option<Session> {
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .flat_map(Cookie::split_parse)
+            .filter_map(Result::ok)
+            .filter(|c| c.name() == COOKIE_NAME)
+            .find_map(|c| self.open(c.value(), now).ok())
+    }
+
+    /// A complete `Set-Cookie` header value for `session`.
+    pub fn set_cookie(&self, session: &Session, now: SystemTime) -> String {
+        Cookie::build((COOKIE_NAME, self.seal(session, now)))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .max_age(cookie::time::Duration::seconds(SESSION_TTL.as_secs() as i64))
+            .build()
+            .to_string()
+    }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The secret from `--secret`, else the one kept in `data_dir/secret.key`, created
+/// with 64 random bytes (mode 0600) on first start.
+pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    if let Some(s) = configured {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(hex) => {
+            let bytes = decode_hex(hex.trim())
+                .with_context(|| format!("{} is not a hex-encoded secret", path.display()))?;
+            return Ok(bytes);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let secret: [u8; 64] = rand::random();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts.open(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{hex}")?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "generated a new session secret");
+    Ok(secret.to_vec())
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec() -> SessionCodec {
+        SessionCodec::new(&[7u8; 64], false).unwrap()
+    }
+
+    fn session() -> Session {
+        let mut location = Location::unknown();
+        location.country_code = "NL".into();
+        location.country_name = "Netherlands".into();
+        Session { id: Uuid::new_v4(), location }
+    }
+
+    #[test]
+    fn sealed_session_opens_again() {
+        let now = SystemTime::now();
+        let s = session();
+        assert_eq!(codec().open(&codec().seal(&s, now), now), Ok(s));
+    }
+
+    #[test]
+    fn session_expires_after_an_hour() {
+        let now = SystemTime::now();
+        let sealed = codec().seal(&session(), now);
+        assert!(codec().open(&sealed, now + Duration::from_secs(3599)).is_ok());
+        assert_eq!(
+            codec().open(&sealed, now + Duration::from_secs(3600)),
+            Err(CookieError::Expired)
+        );
+    }
+
+    #[test]
+    fn any_change_to_the_cookie_breaks_the_signature() {
+        let now = SystemTime::now();
+        let sealed = codec().seal(&session(), now);
+        for i in 0..sealed.len() {
+            let mut bytes = sealed.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(bytes).unwrap();
+            if tampered != sealed {
+                assert!(codec().open(&tampered, now).is_err(), "byte {i} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn an_edited_country_is_rejected() {
+        let now = SystemTime::now();
+        let sealed = codec().seal(&session(), now);
+        let (mac, body) = sealed.split_at(44);
+        let json = String::from_utf8(URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap();
+        let forged = format!("{mac}{}", URL_SAFE_NO_PAD.encode(json.replace("NL", "US")));
+        assert_eq!(codec().open(&forged, now), Err(CookieError::BadSignature));
+    }
+
+    #[test]
+    fn other_keys_and_garbage_are_rejected() {
+        let now = SystemTime::now();
+        let other = SessionCodec::new(&[8u8; 64], false).unwrap();
+        assert_eq!(other.open(&codec().seal(&session(), now), now), Err(CookieError::BadSignature));
+        for junk in ["", "x", "%%%", "{\"sid\":1}", &"A".repeat(5000)] {
+            assert!(codec().open(junk, now).is_err());
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(SessionCodec::new(b"too short", false).unwrap_err().contains("at least 32"));
+    }
+
+    #[test]
+    fn set_cookie_is_http_only_and_lax() {
+        let h = codec().set_cookie(&session(), SystemTime::now());
+        assert!(h.starts_with("button_session="), "{h}");
+        for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=3600"] {
+            assert!(h.contains(attr), "{attr} missing in {h}");
+        }
+        assert!(!h.contains("Secure"));
+    }
+
+    #[test]
+    fn secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_secret(None, dir.path()).unwrap();
+        let b = load_or_create_secret(None, dir.path()).unwrap();
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, b);
+        assert_eq!(load_or_create_secret(Some("given"), dir.path()).unwrap(), b"given");
+    }
+}

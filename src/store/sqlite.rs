@@ -1,0 +1,413 @@
+//! The embedded store: SQLite in the data directory, fed through a bounded queue.
+//!
+//! Guarantee: `publish` returns `Ok` only after the transaction holding the event has
+//! committed (WAL, `synchronous=FULL`), so an acknowledged press survives `kill -9`
+//! and power loss. One writer thread drains the queue and commits everything waiting
+//! in one transaction (group commit): under load, one fsync covers hundreds of
+//! presses. A full queue is refused at once ([`PublishError::Overloaded`]) instead of
+//! making requests wait without bound. Inserts are idempotent on `event_id`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::domain::PressEvent;
+use crate::publish::{Publish, PublishError};
+use crate::stats::{CountryPresses, GlobalStats, StatsError, StatsSource};
+
+/// Most events committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// How long a press may wait for its commit before the visitor is told to retry.
+/// Far above a healthy commit (milliseconds); reached only when the disk stalls.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE events (
+        event_id         TEXT PRIMARY KEY,
+        session_id       TEXT NOT NULL,
+        timestamp        INTEGER NOT NULL,
+        action           TEXT NOT NULL,
+        country_code     TEXT NOT NULL,
+        country_name     TEXT NOT NULL,
+        subdivision_name TEXT NOT NULL,
+        subdivision_code TEXT NOT NULL,
+        city_name        TEXT NOT NULL,
+        latitude         REAL,
+        longitude        REAL,
+        cohort           INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX events_presses_by_session
+        ON events (session_id) WHERE action = 'PressButton';
+    CREATE INDEX events_presses_by_country_time
+        ON events (country_code, timestamp) WHERE action = 'PressButton';
+    -- Maintained in the same transaction as the inserts, so reading the totals
+    -- never scans the events.
+    CREATE TABLE presses_by_country (
+        country_code TEXT PRIMARY KEY,
+        country_name TEXT NOT NULL,
+        presses      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+"#];
+
+struct Job {
+    event: PressEvent,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The embedded event store.
+pub struct SqliteStore {
+    path: PathBuf,
+    queue: StdMutex<Option<mpsc::Sender<Job>>>,
+    writer: StdMutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Vec<StdMutex<Connection>>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+/// Opens a connection with the pragmas every connection needs.
+fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) `data_dir/events.sqlite3`, with a queue of
+    /// `capacity` events in front of the writer.
+    pub fn open(data_dir: &Path, capacity: usize) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let path = data_dir.join("events.sqlite3");
+        let mut conn = connect(&path, OpenFlags::default())
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrate(&mut conn).with_context(|| format!("cannot migrate {}", path.display()))?;
+
+        let readers = (0..2)
+            .map(|_| {
+                connect(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .map(StdMutex::new)
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let writer = {
+            let healthy = healthy.clone();
+            std::thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || write_loop(conn, rx, &healthy))?
+        };
+        Ok(SqliteStore {
+            path,
+            queue: StdMutex::new(Some(tx)),
+            writer: StdMutex::new(Some(writer)),
+            readers,
+            healthy,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a read connection, off the async runtime.
+    async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StatsError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // Any free connection; else wait for the first.
+            let guard = this
+                .readers
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .unwrap_or_else(|| this.readers[0].lock().unwrap_or_else(|p| p.into_inner()));
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StatsError(e.to_string()))?
+        .map_err(|e| StatsError(e.to_string()))
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let done: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for sql in MIGRATIONS.iter().skip(done) {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    tx.commit()
+}
+
+fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, healthy: &AtomicBool) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Ends when every sender is gone and the queue is drained.
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = insert_batch(&mut conn, &batch).map_err(|e| e.to_string());
+        healthy.store(result.is_ok(), Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, events = batch.len(), "cannot commit events to SQLite");
+        }
+        for job in batch.drain(..) {
+            // The request may have timed out and gone; nothing to tell it then.
+            let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+fn insert_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (event_id, session_id, timestamp, action, country_code,
+                 country_name, subdivision_name, subdivision_code, city_name, latitude,
+                 longitude, cohort)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (event_id) DO NOTHING",
+        )?;
+        let mut bump = tx.prepare_cached(
+            "INSERT INTO presses_by_country (country_code, country_name, presses)
+             VALUES (?1, ?2, 1)
+             ON CONFLICT (country_code) DO UPDATE SET presses = presses + 1",
+        )?;
+        let mut id = Uuid::encode_buffer();
+        let mut sid = Uuid::encode_buffer();
+        for Job { event: e, .. } in batch {
+            let l = &e.location;
+            let inserted = insert.execute(params![
+                e.event_id.hyphenated().encode_lower(&mut id) as &str,
+                e.session_id.hyphenated().encode_lower(&mut sid) as &str,
+                e.timestamp,
+                e.action.as_str(),
+                l.country_code,
+                l.country_name,
+                l.subdivision_name,
+                l.subdivision_code,
+                l.city_name,
+                l.latitude,
+                l.longitude,
+                e.cohort,
+            ])?;
+            // Count a press once, however often it is delivered.
+            if inserted == 1 && e.action == crate::domain::Action::PressButton {
+                bump.execute(params![l.country_code, l.country_name])?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+#[async_trait]
+impl Publish for SqliteStore {
+    async fn publish(&self, event: PressEvent) -> Result<(), PublishError> {
+        let (done, wait) = oneshot::channel();
+        let sender = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(sender) = sender else {
+            return Err(PublishError::Unavailable("the store is shutting down".into()));
+        };
+        sender.try_send(Job { event, done }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => PublishError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => {
+                PublishError::Unavailable("the store is shutting down".into())
+            }
+        })?;
+        match tokio::time::timeout(COMMIT_TIMEOUT, wait).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(PublishError::Unavailable(e)),
+            Ok(Err(_)) => Err(PublishError::Unavailable("the writer stopped".into())),
+            Err(_) => Err(PublishError::Timeout(COMMIT_TIMEOUT)),
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+            && self.queue.lock().map(|q| q.as_ref().is_some_and(|s| !s.is_closed())).unwrap_or(false)
+    }
+
+    async fn close(&self) {
+        // Dropping the last sender lets the writer drain the queue and stop.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+/// Read side, shared through an `Arc` so queries can run on blocking threads.
+#[async_trait]
+impl StatsSource for Arc<SqliteStore> {
+    async fn global(&self) -> Result<GlobalStats, StatsError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT country_code, country_name, presses FROM presses_by_country
+                 ORDER BY presses DESC, country_code",
+            )?;
+            let by_country = stmt
+                .query_map([], |r| {
+                    Ok(CountryPresses {
+                        country_code: r.get(0)?,
+                        country_name: r.get(1)?,
+                        presses: r.get::<_, i64>(2)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let total = by_country.iter().map(|c| c.presses).sum();
+            Ok(GlobalStats { total, by_country })
+        })
+        .await
+    }
+
+    async fn session_presses(&self, id: Uuid) -> Result<u64, StatsError> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT count(*) FROM events WHERE session_id = ?1 AND action = 'PressButton'",
+            )?
+            .query_row([id.to_string()], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn country_presses_since(&self, code: &str, since_us: i64) -> Result<u64, StatsError> {
+        let code = code.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT count(*) FROM events
+                 WHERE country_code = ?1 AND timestamp >= ?2 AND action = 'PressButton'",
+            )?
+            .query_row(params![code, since_us], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+        })
+        .await
+    }
+}
+
+/// Reads every event back, oldest first (for tests and export).
+pub fn read_all(path: &Path) -> anyhow::Result<Vec<PressEvent>> {
+    use crate::domain::{Action, Location};
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare(
+        "SELECT event_id, session_id, timestamp, action, country_code, country_name,
+                subdivision_name, subdivision_code, city_name, latitude, longitude, cohort
+         FROM events ORDER BY event_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let uuid = |i: usize| -> rusqlite::Result<Uuid> {
+            let s: String = r.get(i)?;
+            Uuid::parse_str(&s).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+            })
+        };
+        let action: String = r.get(3)?;
+        Ok(PressEvent {
+            event_id: uuid(0)?,
+            session_id: uuid(1)?,
+            timestamp: r.get(2)?,
+            action: Action::parse(&action).unwrap_or(Action::EnterPage),
+            location: Location {
+                country_code: r.get(4)?,
+                country_name: r.get(5)?,
+                subdivision_name: r.get(6)?,
+                subdivision_code: r.get(7)?,
+                city_name: r.get(8)?,
+                latitude: r.get(9)?,
+                longitude: r.get(10)?,
+            },
+            cohort: r.get(11)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Whether the schema is at the latest version (used by `/readyz` probes in tests).
+pub fn schema_version(path: &Path) -> anyhow::Result<Option<usize>> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0)).optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Action, Location};
+    use std::time::SystemTime;
+
+    fn event(action: Action, session: Uuid, code: &str) -> PressEvent {
+        let mut l = Location::unknown();
+        l.country_code = code.into();
+        l.country_name = format!("Country {code}");
+        PressEvent::new(action, session, l, Some(0), SystemTime::now())
+    }
+
+    #[tokio::test]
+    async fn committed_events_are_counted_once_per_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path(), 16).unwrap());
+        let s = Uuid::new_v4();
+        let press = event(Action::PressButton, s, "NL");
+        store.publish(event(Action::EnterPage, s, "NL")).await.unwrap();
+        store.publish(press.clone()).await.unwrap();
+        store.publish(press.clone()).await.unwrap(); // redelivered: no double count
+        store.publish(event(Action::PressButton, Uuid::new_v4(), "US")).await.unwrap();
+        store.publish(event(Action::PressButton, Uuid::new_v4(), "US")).await.unwrap();
+
+        let g = store.global().await.unwrap();
+        assert_eq!(g.total, 3);
+        assert_eq!(g.by_country[0].country_code, "US");
+        assert_eq!(g.by_country[0].presses, 2);
+        assert_eq!(store.session_presses(s).await.unwrap(), 1);
+        assert_eq!(store.country_presses_since("NL", 0).await.unwrap(), 1);
+        assert_eq!(store.country_presses_since("NL", press.timestamp + 1).await.unwrap(), 0);
+        store.close().await;
+        assert_eq!(read_all(store.path()).unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_the_data_and_the_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), 4).unwrap();
+        store.publish(event(Action::PressButton, Uuid::new_v4(), "DE")).await.unwrap();
+        store.close().await;
+        let again = SqliteStore::open(dir.path(), 4).unwrap();
+        assert_eq!(schema_version(again.path()).unwrap(), Some(MIGRATIONS.len()));
+        assert_eq!(read_all(again.path()).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn closed_store_refuses_events_and_is_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), 4).unwrap();
+        assert!(store.is_ready());
+        store.close().await;
+        assert!(!store.is_ready());
+        let err = store.publish(event(Action::PressButton, Uuid::new_v4(), "DE")).await;
+        assert!(matches!(err, Err(PublishError::Unavailable(_))));
+    }
+}

@@ -1,0 +1,91 @@
+//! One error type for the web tier. Visitors see a friendly page or fragment; the
+//! cause is logged once, by the [`log_errors`] middleware, never by the handler.
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::templates::{self, ErrorPage, ReplyFragment};
+use crate::publish::PublishError;
+use crate::stats::StatsError;
+
+/// What can go wrong while answering.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Too many presses right now: the visitor should try again (503).
+    #[error("overloaded: {0}")]
+    Busy(String),
+    /// Statistics cannot be read (503).
+    #[error(transparent)]
+    Stats(#[from] StatsError),
+    /// A bug or an unexpected failure (opaque 500).
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<PublishError> for AppError {
+    fn from(e: PublishError) -> Self {
+        AppError::Busy(e.to_string())
+    }
+}
+
+/// The logged description of an error, carried to [`log_errors`].
+#[derive(Clone)]
+struct Logged(String, StatusCode);
+
+/// Message a press gets when it could not be stored.
+pub const TRY_AGAIN: &str =
+    "The button is a little overwhelmed right now. Nothing was recorded: please try again.";
+
+impl AppError {
+    /// The response for an HTMX request (`htmx`) or a full page load.
+    pub fn respond(self, htmx: bool) -> Response {
+        let status = match &self {
+            AppError::Busy(_) | AppError::Stats(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let logged = Logged(format!("{:#}", anyhow::Error::from(self)), status);
+        let body = match (htmx, status) {
+            (true, StatusCode::SERVICE_UNAVAILABLE) => templates::render(&ReplyFragment {
+                text: TRY_AGAIN,
+                overloaded: true,
+                reply_index: None,
+            }),
+            (_, StatusCode::SERVICE_UNAVAILABLE) => templates::render(&ErrorPage::new(
+                "Try again in a moment",
+                TRY_AGAIN,
+            )),
+            _ => templates::render(&ErrorPage::new(
+                "Something went wrong",
+                "That was our fault, not yours. Please try again.",
+            )),
+        };
+        let mut response = (status, Html(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert("retry-after", "1".parse().expect("valid header"));
+        }
+        response.extensions_mut().insert(logged);
+        response
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.respond(false)
+    }
+}
+
+/// Logs the cause of an error response, once, inside the request's span.
+pub async fn log_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    if let Some(Logged(cause, status)) = response.extensions().get::<Logged>() {
+        if status.is_server_error() && *status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(%path, status = status.as_u16(), "{cause}");
+        } else {
+            tracing::warn!(%path, status = status.as_u16(), "{cause}");
+        }
+    }
+    response
+}

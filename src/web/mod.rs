@@ -1,0 +1,175 @@
+//! The web tier: the button page, presses, stats, health, and the static assets.
+//!
+//! Handlers are thin: they extract a [`Visitor`], call one [`AppState`] method and
+//! render. The tier keeps no state of its own between requests (the session lives
+//! in a signed cookie), so it scales horizontally behind a load balancer.
+
+mod assets;
+mod error;
+mod routes;
+mod templates;
+mod visitor;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::AppError;
+pub use visitor::Visitor;
+
+use crate::cli::ServeArgs;
+use crate::domain::{Action, PressEvent, TrustedProxies};
+use crate::geo::GeoDb;
+use crate::publish::Publish;
+use crate::replies::Replies;
+use crate::session::{Session, SessionCodec};
+use crate::stats::StatsService;
+use crate::store::SqliteStore;
+
+/// The content security policy: nothing from any other origin, no inline code.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// How long the store-wide statistics are cached.
+const STATS_TTL: Duration = Duration::from_secs(1);
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Geolocation, used once per new session.
+    pub geo: Arc<GeoDb>,
+    /// Signs and verifies session cookies.
+    pub sessions: Arc<SessionCodec>,
+    /// Proxies whose forwarding headers count.
+    pub proxies: Arc<TrustedProxies>,
+    /// What a press answers.
+    pub replies: Arc<Replies>,
+    /// Where events go.
+    pub publisher: Arc<dyn Publish>,
+    /// Where statistics come from.
+    pub stats: Arc<StatsService>,
+    /// Cohort recorded with every event.
+    pub cohort: Option<i32>,
+    /// Attribution line the geo database's licence asks for.
+    pub attribution: Arc<str>,
+}
+
+impl AppState {
+    /// Records that `session` did `action`; returns once the event is durable.
+    pub async fn record(&self, action: Action, session: &Session) -> Result<PressEvent, AppError> {
+        let event =
+            PressEvent::new(action, session.id, session.location.clone(), self.cohort, SystemTime::now());
+        self.publisher.publish(event.clone()).await?;
+        Ok(event)
+    }
+}
+
+/// The application's routes and middleware around `state`.
+pub fn router(state: AppState) -> Router {
+    routes::routes()
+        .with_state(state)
+        .layer(axum::middleware::from_fn(error::log_errors))
+        // Applied to every response, errors included.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static("interest-cohort=()"),
+        ))
+        // Presses are tiny; anything bigger is not ours.
+        .layer(RequestBodyLimitLayer::new(16 * 1024))
+        // A request that takes this long is stuck; answer rather than hold shutdown.
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(10)))
+        // Spans carry method and path only: never the peer address.
+        .layer(TraceLayer::new_for_http())
+}
+
+/// A bound, ready-to-run server.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    publisher: Arc<dyn Publish>,
+}
+
+impl Server {
+    /// Opens the store, loads the geo database and binds the listener.
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        let geo = GeoDb::load(args.geoip_db.as_deref())?.with_fake_local(!args.no_fake_local_ip);
+        tracing::info!(database = %geo.describe(), "geo database loaded");
+        let replies = Replies::load(args.responses.as_deref())?;
+        std::fs::create_dir_all(&args.data_dir).with_context(|| {
+            format!("cannot create the data directory {}", args.data_dir.display())
+        })?;
+        let secret = crate::session::load_or_create_secret(args.secret.as_deref(), &args.data_dir)?;
+        let sessions = SessionCodec::new(&secret, args.cookie_secure).map_err(anyhow::Error::msg)?;
+
+        let store = Arc::new(SqliteStore::open(&args.data_dir, args.queue_capacity)?);
+        tracing::info!(path = %store.path().display(), "embedded event store open");
+
+        let state = AppState {
+            geo: Arc::new(geo),
+            sessions: Arc::new(sessions),
+            proxies: Arc::new(args.trusted_proxies.clone()),
+            replies: Arc::new(replies),
+            publisher: store.clone(),
+            stats: Arc::new(StatsService::new(Arc::new(store.clone()), STATS_TTL)),
+            cohort: Some(args.cohort),
+            attribution: attribution(args).into(),
+        };
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        Ok(Server { listener, router: router(state), publisher: store })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains requests and the store.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("the HTTP server failed")?;
+        self.publisher.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn attribution(args: &ServeArgs) -> String {
+    match &args.geoip_db {
+        None => crate::geo::DEFAULT_DB_ATTRIBUTION.to_owned(),
+        Some(_) => "IP geolocation: offline database configured by the operator.".to_owned(),
+    }
+}
+
+/// `button serve`.
+pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let server = Server::build(&args).await?;
+    tracing::info!("listening on http://{}", server.local_addr());
+    server.run_until_stopped(shutdown).await
+}

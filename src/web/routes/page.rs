@@ -1,0 +1,37 @@
+//! `GET /`: the button. A plain visit records `EnterPage`.
+
+use axum::extract::{Query, State};
+use axum::response::{Html, IntoResponse};
+use serde::Deserialize;
+
+use crate::domain::Action;
+use crate::web::templates::{IndexPage, render};
+use crate::web::{AppState, Visitor};
+
+#[derive(Deserialize)]
+pub struct IndexQuery {
+    /// Set when a press without JavaScript redirected back here: show that reply.
+    reply: Option<usize>,
+}
+
+pub async fn index(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(q): Query<IndexQuery>,
+) -> impl IntoResponse {
+    let reply = q.reply.and_then(|i| state.replies.get(i));
+    if reply.is_none() {
+        // A page view that cannot be recorded still shows the page: the visitor
+        // loses nothing, and the failure is logged and visible in /readyz.
+        if let Err(e) = state.record(Action::EnterPage, &visitor.session).await {
+            tracing::warn!(error = %e, "page view not recorded");
+        }
+    }
+    let page = IndexPage {
+        page: "button",
+        attribution: &state.attribution,
+        reply,
+        reply_index: reply.and(q.reply),
+    };
+    (visitor.cookie(), Html(render(&page)))
+}

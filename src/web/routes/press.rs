@@ -1,0 +1,44 @@
+//! `POST /press`: records `PressButton`, answers with a reply. HTMX gets a fragment;
+//! a plain form post (no JavaScript) is redirected back to the page showing it.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Form, http::HeaderValue};
+use serde::Deserialize;
+
+use crate::domain::Action;
+use crate::web::templates::{ReplyFragment, render};
+use crate::web::visitor::is_htmx;
+use crate::web::{AppState, Visitor};
+
+#[derive(Deserialize)]
+pub struct PressForm {
+    /// Index of the reply currently shown, so the next one differs.
+    #[serde(default)]
+    last: String,
+}
+
+pub async fn press(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    form: Result<Form<PressForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let htmx = is_htmx(&headers);
+    let event = match state.record(Action::PressButton, &visitor.session).await {
+        Ok(event) => event,
+        Err(e) => return (visitor.cookie(), e.respond(htmx)).into_response(),
+    };
+    let last = form.ok().and_then(|Form(f)| f.last.parse().ok());
+    let i = state.replies.pick(&mut rand::rng(), last);
+    let text = state.replies.get(i).unwrap_or_default();
+    // The id of the stored event: lets clients (and tests) check it was kept.
+    let id = [("x-event-id", HeaderValue::from_str(&event.event_id.to_string()).expect("uuid"))];
+    if htmx {
+        let fragment = ReplyFragment { text, overloaded: false, reply_index: Some(i) };
+        (visitor.cookie(), id, Html(render(&fragment))).into_response()
+    } else {
+        (visitor.cookie(), id, Redirect::to(&format!("/?reply={i}"))).into_response()
+    }
+}

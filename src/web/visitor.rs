@@ -1,0 +1,65 @@
+//! The [`Visitor`] extractor: the verified session from the cookie, or a new one.
+//!
+//! A new session is where the client address is used, once: it is extracted (with
+//! the trusted-proxy rule), looked up, and dropped; only the location is kept.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::SystemTime;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::SET_COOKIE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::session::Session;
+
+/// The visitor behind a request, with the renewed cookie to send back.
+#[derive(Debug)]
+pub struct Visitor {
+    /// The verified (or new) session.
+    pub session: Session,
+    /// Whether the session was started by this request.
+    pub is_new: bool,
+    set_cookie: HeaderValue,
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        let now = SystemTime::now();
+        let (session, is_new) = match state.sessions.from_headers(&parts.headers, now) {
+            Some(session) => (session, false),
+            None => (new_session(parts, state), true),
+        };
+        // Renewed on every request: the hour counts from the last activity.
+        let set_cookie = HeaderValue::from_str(&state.sessions.set_cookie(&session, now))
+            .expect("a sealed cookie is a valid header value");
+        Ok(Visitor { session, is_new, set_cookie })
+    }
+}
+
+fn new_session(parts: &Parts, state: &AppState) -> Session {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(Ipv4Addr::UNSPECIFIED.into());
+    let client = state.proxies.client_ip(peer, &parts.headers);
+    Session { id: Uuid::new_v4(), location: state.geo.locate(&client) }
+}
+
+impl Visitor {
+    /// The `Set-Cookie` header renewing this session, to put on the response.
+    pub fn cookie(&self) -> [(axum::http::HeaderName, HeaderValue); 1] {
+        [(SET_COOKIE, self.set_cookie.clone())]
+    }
+}
+
+/// Whether a request was made by HTMX (and wants a fragment, not a page).
+pub fn is_htmx(headers: &HeaderMap) -> bool {
+    headers.get("hx-request").is_some_and(|v| v == "true")
+}
