@@ -26,7 +26,10 @@ fn main() {
     for (var, rel) in REQUIRED {
         let path = root.join(rel);
         if !path.is_file() {
-            panic!("{} is missing after `npm ci`; check package.json", path.display());
+            panic!(
+                "{} is missing after `npm ci`; check package.json",
+                path.display()
+            );
         }
         println!("cargo:rerun-if-changed={}", path.display());
         println!("cargo:rustc-env={var}={}", path.display());

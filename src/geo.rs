@@ -81,22 +81,38 @@ impl GeoDb {
     /// The embedded country-level database.
     pub fn embedded() -> Result<Self, GeoError> {
         let reader = Reader::from_source(Bytes::Embedded(DEFAULT_DB)).map_err(|source| {
-            GeoError::Format { what: "the embedded database".into(), source }
+            GeoError::Format {
+                what: "the embedded database".into(),
+                source,
+            }
         })?;
-        Ok(GeoDb { reader, fake_local: true })
+        Ok(GeoDb {
+            reader,
+            fake_local: true,
+        })
     }
 
     /// A database file, memory-mapped (city databases are large).
     pub fn open(path: &Path) -> Result<Self, GeoError> {
-        let file = std::fs::File::open(path)
-            .map_err(|source| GeoError::Io { path: path.display().to_string(), source })?;
+        let file = std::fs::File::open(path).map_err(|source| GeoError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         // SAFETY: the map is read-only; like any reader of a file, we assume nobody
         // truncates it underneath us (replace database files by renaming new ones in).
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|source| GeoError::Io { path: path.display().to_string(), source })?;
-        let reader = Reader::from_source(Bytes::Mapped(map))
-            .map_err(|source| GeoError::Format { what: path.display().to_string(), source })?;
-        Ok(GeoDb { reader, fake_local: true })
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| GeoError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let reader =
+            Reader::from_source(Bytes::Mapped(map)).map_err(|source| GeoError::Format {
+                what: path.display().to_string(),
+                source,
+            })?;
+        Ok(GeoDb {
+            reader,
+            fake_local: true,
+        })
     }
 
     /// The embedded database, or `path` when given.
@@ -143,7 +159,9 @@ impl GeoDb {
         // guards against a database that covers almost nothing.
         for _ in 0..10_000 {
             let ip = Ipv4Addr::from(rng.random::<u32>());
-            if ClientIp::new(IpAddr::V4(ip)).is_local() || ip.is_multicast() || ip.octets()[0] >= 240
+            if ClientIp::new(IpAddr::V4(ip)).is_local()
+                || ip.is_multicast()
+                || ip.octets()[0] >= 240
             {
                 continue;
             }
@@ -175,7 +193,9 @@ struct Record {
 #[serde(untagged)]
 enum CityField {
     Name(String),
-    Record { names: Option<HashMap<String, String>> },
+    Record {
+        names: Option<HashMap<String, String>>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -215,7 +235,10 @@ impl Record {
         let (subdivision_name, subdivision_code) = match self.subdivisions {
             Some(subs) if !subs.is_empty() => {
                 let first = subs.into_iter().next().expect("checked non-empty");
-                (english(first.names).unwrap_or_default(), first.iso_code.unwrap_or_default())
+                (
+                    english(first.names).unwrap_or_default(),
+                    first.iso_code.unwrap_or_default(),
+                )
             }
             _ => (self.state1.unwrap_or_default(), String::new()),
         };
@@ -267,9 +290,16 @@ pub fn country_info(code: &str) -> Option<CountryInfo> {
                     let geo = c.geo();
                     // The first unofficial name is the everyday one where the ISO
                     // short name is formal ("Korea (Republic of)" -> "South Korea").
-                    let name = c.unofficial_name_list().first().copied().unwrap_or(c.iso_short_name());
-                    let info =
-                        CountryInfo { name, latitude: geo.latitude(), longitude: geo.longitude() };
+                    let name = c
+                        .unofficial_name_list()
+                        .first()
+                        .copied()
+                        .unwrap_or(c.iso_short_name());
+                    let info = CountryInfo {
+                        name,
+                        latitude: geo.latitude(),
+                        longitude: geo.longitude(),
+                    };
                     (a2.to_string().to_ascii_uppercase(), info)
                 })
                 .collect()
@@ -309,13 +339,18 @@ mod tests {
     fn country_level_database_falls_back_to_the_country_centroid() {
         let loc = at("8.8.8.8");
         let (lat, lon) = (loc.latitude.unwrap(), loc.longitude.unwrap());
-        assert!((24.0..50.0).contains(&lat) && (-125.0..-66.0).contains(&lon), "{lat},{lon}");
+        assert!(
+            (24.0..50.0).contains(&lat) && (-125.0..-66.0).contains(&lon),
+            "{lat},{lon}"
+        );
         assert_eq!(loc.city_name, "");
     }
 
     #[test]
     fn address_not_in_database_is_unknown() {
-        let loc = db().with_fake_local(false).locate(&ClientIp::new("127.0.0.1".parse().unwrap()));
+        let loc = db()
+            .with_fake_local(false)
+            .locate(&ClientIp::new("127.0.0.1".parse().unwrap()));
         assert_eq!(loc, Location::unknown());
         // Reserved space the registries never allocate.
         assert_eq!(db().lookup("240.0.0.1".parse().unwrap()), None);
@@ -325,7 +360,11 @@ mod tests {
     fn local_address_gets_a_random_public_location_by_default() {
         let loc = at("192.168.1.20");
         assert_ne!(loc.country_code, "--");
-        assert!(country_info(&loc.country_code).is_some(), "{}", loc.country_code);
+        assert!(
+            country_info(&loc.country_code).is_some(),
+            "{}",
+            loc.country_code
+        );
     }
 
     #[test]
@@ -333,11 +372,15 @@ mod tests {
         let db = db();
         let a: Vec<_> = (0..5)
             .map(|_| 0)
-            .scan(rand::rngs::StdRng::seed_from_u64(7), |r, _| Some(db.random_location(r)))
+            .scan(rand::rngs::StdRng::seed_from_u64(7), |r, _| {
+                Some(db.random_location(r))
+            })
             .collect();
         let b: Vec<_> = (0..5)
             .map(|_| 0)
-            .scan(rand::rngs::StdRng::seed_from_u64(7), |r, _| Some(db.random_location(r)))
+            .scan(rand::rngs::StdRng::seed_from_u64(7), |r, _| {
+                Some(db.random_location(r))
+            })
             .collect();
         assert_eq!(a, b);
     }
@@ -367,7 +410,11 @@ mod tests {
         .unwrap();
         let loc = rec.into_location().unwrap();
         assert_eq!(
-            (loc.city_name.as_str(), loc.subdivision_name.as_str(), loc.country_name.as_str()),
+            (
+                loc.city_name.as_str(),
+                loc.subdivision_name.as_str(),
+                loc.country_name.as_str()
+            ),
             ("Mountain View", "California", "United States")
         );
         assert_eq!(loc.longitude, Some(-122.0838));

@@ -35,7 +35,9 @@ impl Replies {
     /// The list in `path`, or the built-in one.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let Some(path) = path else { return Ok(Self::built_in()) };
+        let Some(path) = path else {
+            return Ok(Self::built_in());
+        };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the reply list {}", path.display()))?;
         Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
@@ -83,12 +85,19 @@ mod tests {
     #[test]
     fn comments_and_blank_lines_are_skipped() {
         let r = Replies::parse("# header\n\n  one  \n#two\nthree\n").unwrap();
-        assert_eq!((r.len(), r.get(0), r.get(1)), (2, Some("one"), Some("three")));
+        assert_eq!(
+            (r.len(), r.get(0), r.get(1)),
+            (2, Some("one"), Some("three"))
+        );
     }
 
     #[test]
     fn empty_list_is_refused() {
-        assert!(Replies::parse("# only a comment\n\n").unwrap_err().contains("empty"));
+        assert!(
+            Replies::parse("# only a comment\n\n")
+                .unwrap_err()
+                .contains("empty")
+        );
     }
 
     #[test]

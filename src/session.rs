@@ -71,7 +71,9 @@ pub struct SessionCodec {
 
 impl std::fmt::Debug for SessionCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionCodec").field("key", &"<redacted>").finish()
+        f.debug_struct("SessionCodec")
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -85,15 +87,22 @@ impl SessionCodec {
                 secret.len()
             ));
         }
-        Ok(SessionCodec { key: Key::derive_from(secret), secure })
+        Ok(SessionCodec {
+            key: Key::derive_from(secret),
+            secure,
+        })
     }
 
     /// The signed cookie value for `session`, valid for [`SESSION_TTL`] from `now`.
     pub fn seal(&self, session: &Session, now: SystemTime) -> String {
-        let payload = Payload { session: session.clone(), exp: unix_secs(now + SESSION_TTL) };
+        let payload = Payload {
+            session: session.clone(),
+            exp: unix_secs(now + SESSION_TTL),
+        };
         let json = serde_json::to_vec(&payload).expect("a session always serializes");
         let mut jar = CookieJar::new();
-        jar.signed_mut(&self.key).add(Cookie::new(COOKIE_NAME, URL_SAFE_NO_PAD.encode(json)));
+        jar.signed_mut(&self.key)
+            .add(Cookie::new(COOKIE_NAME, URL_SAFE_NO_PAD.encode(json)));
         jar.get(COOKIE_NAME).expect("just added").value().to_owned()
     }
 
@@ -104,7 +113,9 @@ impl SessionCodec {
             .signed(&self.key)
             .verify(Cookie::new(COOKIE_NAME, value.to_owned()))
             .ok_or(CookieError::BadSignature)?;
-        let json = URL_SAFE_NO_PAD.decode(verified.value()).map_err(|_| CookieError::Malformed)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(verified.value())
+            .map_err(|_| CookieError::Malformed)?;
         let payload: Payload = serde_json::from_slice(&json).map_err(|_| CookieError::Malformed)?;
         if payload.exp <= unix_secs(now) {
             return Err(CookieError::Expired);
@@ -113,7 +124,11 @@ impl SessionCodec {
     }
 
     /// The session cookie in a request's `Cookie` headers, if any verifies.
-    pub fn from_headers(&self, headers: &axum::http::HeaderMap, now: SystemTime) -> Option<Session> {
+    pub fn from_headers(
+        &self,
+        headers: &axum::http::HeaderMap,
+        now: SystemTime,
+    ) -> Option<Session> {
         headers
             .get_all(axum::http::header::COOKIE)
             .iter()
@@ -138,7 +153,9 @@ impl SessionCodec {
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The secret from `--secret`, else the one kept in `data_dir/secret.key`, created
@@ -164,7 +181,9 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut file = opts.open(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = opts
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     writeln!(file, "{hex}")?;
     file.sync_all()?;
     tracing::info!(path = %path.display(), "generated a new session secret");
@@ -175,7 +194,10 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -190,7 +212,10 @@ mod tests {
         let mut location = Location::unknown();
         location.country_code = "NL".into();
         location.country_name = "Netherlands".into();
-        Session { id: Uuid::new_v4(), location }
+        Session {
+            id: Uuid::new_v4(),
+            location,
+        }
     }
 
     #[test]
@@ -204,7 +229,11 @@ mod tests {
     fn session_expires_after_an_hour() {
         let now = SystemTime::now();
         let sealed = codec().seal(&session(), now);
-        assert!(codec().open(&sealed, now + Duration::from_secs(3599)).is_ok());
+        assert!(
+            codec()
+                .open(&sealed, now + Duration::from_secs(3599))
+                .is_ok()
+        );
         assert_eq!(
             codec().open(&sealed, now + Duration::from_secs(3600)),
             Err(CookieError::Expired)
@@ -239,7 +268,10 @@ mod tests {
     fn other_keys_and_garbage_are_rejected() {
         let now = SystemTime::now();
         let other = SessionCodec::new(&[8u8; 64], false).unwrap();
-        assert_eq!(other.open(&codec().seal(&session(), now), now), Err(CookieError::BadSignature));
+        assert_eq!(
+            other.open(&codec().seal(&session(), now), now),
+            Err(CookieError::BadSignature)
+        );
         for junk in ["", "x", "%%%", "{\"sid\":1}", &"A".repeat(5000)] {
             assert!(codec().open(junk, now).is_err());
         }
@@ -247,7 +279,11 @@ mod tests {
 
     #[test]
     fn short_secrets_are_refused() {
-        assert!(SessionCodec::new(b"too short", false).unwrap_err().contains("at least 32"));
+        assert!(
+            SessionCodec::new(b"too short", false)
+                .unwrap_err()
+                .contains("at least 32")
+        );
     }
 
     #[test]
@@ -267,6 +303,9 @@ mod tests {
         let b = load_or_create_secret(None, dir.path()).unwrap();
         assert_eq!(a.len(), 64);
         assert_eq!(a, b);
-        assert_eq!(load_or_create_secret(Some("given"), dir.path()).unwrap(), b"given");
+        assert_eq!(
+            load_or_create_secret(Some("given"), dir.path()).unwrap(),
+            b"given"
+        );
     }
 }

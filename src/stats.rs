@@ -83,8 +83,11 @@ pub trait StatsSource: Send + Sync + 'static {
     /// Presses in session `id`.
     async fn session_presses(&self, id: Uuid) -> Result<u64, StatsError>;
     /// Presses from `country_code` at or after `since_us` (µs since epoch).
-    async fn country_presses_since(&self, country_code: &str, since_us: i64)
-    -> Result<u64, StatsError>;
+    async fn country_presses_since(
+        &self,
+        country_code: &str,
+        since_us: i64,
+    ) -> Result<u64, StatsError>;
 }
 
 type Cached<T> = Mutex<Option<(Instant, T)>>;
@@ -100,7 +103,12 @@ pub struct StatsService {
 impl StatsService {
     /// Caches `source`'s shared answers for `ttl`.
     pub fn new(source: Arc<dyn StatsSource>, ttl: Duration) -> Self {
-        StatsService { source, ttl, global: Mutex::new(None), last_hour: Mutex::new(HashMap::new()) }
+        StatsService {
+            source,
+            ttl,
+            global: Mutex::new(None),
+            last_hour: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The shared part, at most `ttl` old.
@@ -132,7 +140,11 @@ impl StatsService {
     }
 
     /// Everything a viewer from `location` in session `session_id` sees.
-    pub async fn for_viewer(&self, session_id: Uuid, location: &Location) -> Result<Stats, StatsError> {
+    pub async fn for_viewer(
+        &self,
+        session_id: Uuid,
+        location: &Location,
+    ) -> Result<Stats, StatsError> {
         let global = self.global().await?;
         let session = self.source.session_presses(session_id).await?;
         let last_hour = self.last_hour(&location.country_code).await?;
@@ -178,7 +190,10 @@ mod tests {
         async fn global(&self) -> Result<GlobalStats, StatsError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok(GlobalStats { total: 3, by_country: vec![] })
+            Ok(GlobalStats {
+                total: 3,
+                by_country: vec![],
+            })
         }
         async fn session_presses(&self, _: Uuid) -> Result<u64, StatsError> {
             Ok(0)

@@ -62,7 +62,10 @@ impl std::fmt::Debug for ClientIp {
 /// are treated as the IPv4 address they carry.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }
@@ -228,8 +231,14 @@ mod tests {
     #[test]
     fn multiple_x_forwarded_for_headers_form_one_list() {
         let trusted: TrustedProxies = "127.0.0.1/32".parse().unwrap();
-        let h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "8.8.8.8")]);
-        assert_eq!(trusted.client_ip(ip("127.0.0.1"), &h).expose(), ip("8.8.8.8"));
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "8.8.8.8"),
+        ]);
+        assert_eq!(
+            trusted.client_ip(ip("127.0.0.1"), &h).expose(),
+            ip("8.8.8.8")
+        );
     }
 
     #[test]
@@ -239,7 +248,10 @@ mod tests {
             ("forwarded", r#"for="[2001:db8:cafe::17]:4711";proto=https"#),
             ("x-forwarded-for", "8.8.8.8"),
         ]);
-        assert_eq!(trusted.client_ip(ip("::1"), &h).expose(), ip("2001:db8:cafe::17"));
+        assert_eq!(
+            trusted.client_ip(ip("::1"), &h).expose(),
+            ip("2001:db8:cafe::17")
+        );
         let h = headers(&[("forwarded", "for=192.0.2.60:8080;by=203.0.113.43")]);
         assert_eq!(trusted.client_ip(ip("::1"), &h).expose(), ip("192.0.2.60"));
     }
@@ -248,7 +260,10 @@ mod tests {
     fn unreadable_hop_stops_the_walk_at_the_last_trusted_address() {
         let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
         let h = headers(&[("forwarded", "for=8.8.8.8, for=_hidden, for=10.0.0.7")]);
-        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h).expose(), ip("10.0.0.7"));
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.1"), &h).expose(),
+            ip("10.0.0.7")
+        );
     }
 
     #[test]
@@ -274,7 +289,14 @@ mod tests {
 
     #[test]
     fn local_addresses_are_recognised() {
-        for local in ["127.0.0.1", "10.1.1.1", "192.168.0.1", "::1", "fd00::1", "100.64.0.1"] {
+        for local in [
+            "127.0.0.1",
+            "10.1.1.1",
+            "192.168.0.1",
+            "::1",
+            "fd00::1",
+            "100.64.0.1",
+        ] {
             assert!(ClientIp::new(ip(local)).is_local(), "{local}");
         }
         for public in ["8.8.8.8", "2001:4860:4860::8888"] {

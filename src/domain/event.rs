@@ -139,7 +139,13 @@ mod tests {
     fn new_event_ids_are_v7_and_ordered_by_time() {
         let loc = Location::unknown();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let a = PressEvent::new(Action::PressButton, Uuid::new_v4(), loc.clone(), Some(0), t0);
+        let a = PressEvent::new(
+            Action::PressButton,
+            Uuid::new_v4(),
+            loc.clone(),
+            Some(0),
+            t0,
+        );
         let b = PressEvent::new(
             Action::PressButton,
             Uuid::new_v4(),

@@ -67,11 +67,20 @@ fn to_value(e: &PressEvent) -> Value {
         ("action".into(), Value::String(e.action.as_str().into())),
         ("country_name".into(), Value::String(l.country_name.clone())),
         ("country_code".into(), Value::String(l.country_code.clone())),
-        ("subdivision_name".into(), Value::String(l.subdivision_name.clone())),
-        ("subdivision_code".into(), Value::String(l.subdivision_code.clone())),
+        (
+            "subdivision_name".into(),
+            Value::String(l.subdivision_name.clone()),
+        ),
+        (
+            "subdivision_code".into(),
+            Value::String(l.subdivision_code.clone()),
+        ),
         ("city_name".into(), Value::String(l.city_name.clone())),
         ("cohort".into(), opt(e.cohort, Value::Int)),
-        ("event_id".into(), opt(Some(e.event_id.to_string()), Value::String)),
+        (
+            "event_id".into(),
+            opt(Some(e.event_id.to_string()), Value::String),
+        ),
         ("latitude".into(), opt(l.latitude, Value::Double)),
         ("longitude".into(), opt(l.longitude, Value::Double)),
     ])
@@ -115,7 +124,10 @@ fn from_value(value: Value) -> Result<PressEvent, DecodeError> {
             _ => {} // nulls, and fields a newer writer added
         }
     }
-    let missing = |field| DecodeError::Field { field, reason: "missing".into() };
+    let missing = |field| DecodeError::Field {
+        field,
+        reason: "missing".into(),
+    };
     Ok(PressEvent {
         // Events from the original app have no id; the sink derives none either,
         // so such events must not be silently merged: reject them clearly.
@@ -129,7 +141,10 @@ fn from_value(value: Value) -> Result<PressEvent, DecodeError> {
 }
 
 fn parse_uuid(field: &'static str, s: &str) -> Result<Uuid, DecodeError> {
-    Uuid::parse_str(s).map_err(|e| DecodeError::Field { field, reason: e.to_string() })
+    Uuid::parse_str(s).map_err(|e| DecodeError::Field {
+        field,
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -160,11 +175,11 @@ pub(crate) mod tests {
     fn avro_golden_bytes() {
         let got = hex::encode(encode(&sample_event(), 7));
         let want = concat!(
-            "0000000007",                                                   // magic, schema id 7
+            "0000000007", // magic, schema id 7
             "4836376535353034342d313062312d343236662d393234372d626236383065356665306338", // session_id
-            "80808c86c4ceff05",                                             // timestamp (zigzag varint)
-            "165072657373427574746f6e",                                     // "PressButton"
-            "1c556e69746564204b696e67646f6d",                               // "United Kingdom"
+            "80808c86c4ceff05",               // timestamp (zigzag varint)
+            "165072657373427574746f6e",       // "PressButton"
+            "1c556e69746564204b696e67646f6d", // "United Kingdom"
             "0447420e456e676c616e6406454e47", // "GB", "England", "ENG"
             "0c4c6f6e646f6e",                 // "London"
             "0200",                           // cohort: union branch 1, int 0
@@ -185,8 +200,13 @@ pub(crate) mod tests {
         // And with a plain generic reader, as any consumer would.
         let mut body = &bytes[5..];
         let v = apache_avro::from_avro_datum(schema(), &mut body, None).unwrap();
-        let Value::Record(fields) = v else { panic!("not a record") };
-        assert_eq!(fields[0], ("session_id".into(), Value::String(e.session_id.to_string())));
+        let Value::Record(fields) = v else {
+            panic!("not a record")
+        };
+        assert_eq!(
+            fields[0],
+            ("session_id".into(), Value::String(e.session_id.to_string()))
+        );
     }
 
     #[test]
@@ -199,20 +219,38 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_framing_is_a_clear_error() {
-        assert!(matches!(decode(&[1, 0, 0, 0, 1, 2], None), Err(DecodeError::Framing(_))));
-        assert!(matches!(decode(&[0, 0], None), Err(DecodeError::Framing(_))));
-        assert!(matches!(decode(&[0, 0, 0, 0, 1, 0xff], None), Err(DecodeError::Avro(_))));
+        assert!(matches!(
+            decode(&[1, 0, 0, 0, 1, 2], None),
+            Err(DecodeError::Framing(_))
+        ));
+        assert!(matches!(
+            decode(&[0, 0], None),
+            Err(DecodeError::Framing(_))
+        ));
+        assert!(matches!(
+            decode(&[0, 0, 0, 0, 1, 0xff], None),
+            Err(DecodeError::Avro(_))
+        ));
     }
 
     #[test]
     fn schema_keeps_the_original_fields_in_order() {
-        let Schema::Record(r) = schema() else { panic!("not a record") };
+        let Schema::Record(r) = schema() else {
+            panic!("not a record")
+        };
         let names: Vec<_> = r.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             &names[..9],
             [
-                "session_id", "timestamp", "action", "country_name", "country_code",
-                "subdivision_name", "subdivision_code", "city_name", "cohort"
+                "session_id",
+                "timestamp",
+                "action",
+                "country_name",
+                "country_code",
+                "subdivision_name",
+                "subdivision_code",
+                "city_name",
+                "cohort"
             ]
         );
     }

@@ -41,6 +41,9 @@ mod tests {
     #[test]
     fn garbage_is_a_clear_error() {
         let err = decode(b"{\"event_id\": 3}").unwrap_err();
-        assert!(err.to_string().starts_with("not a JSON press event"), "{err}");
+        assert!(
+            err.to_string().starts_with("not a JSON press event"),
+            "{err}"
+        );
     }
 }

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -29,6 +29,14 @@ const MAX_BATCH: usize = 4096;
 /// How long a press may wait for its commit before the visitor is told to retry.
 /// Far above a healthy commit (milliseconds); reached only when the disk stalls.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the writer waits for a lock held by another process (an operator's
+/// `sqlite3` shell, a backup) before failing the batch. Shorter than
+/// [`COMMIT_TIMEOUT`] so visitors get the store's answer, not a timeout.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A batch in flight for longer than this makes the store report itself unready.
+const STALL: Duration = Duration::from_secs(1);
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[r#"
@@ -70,19 +78,42 @@ pub struct SqliteStore {
     queue: StdMutex<Option<mpsc::Sender<Job>>>,
     writer: StdMutex<Option<std::thread::JoinHandle<()>>>,
     readers: Vec<StdMutex<Connection>>,
-    healthy: Arc<AtomicBool>,
+    health: Arc<WriterHealth>,
+}
+
+/// What the writer thread tells `/readyz`.
+struct WriterHealth {
+    /// Whether the last batch committed.
+    last_ok: AtomicBool,
+    /// When the batch in flight started (ms since `epoch`), 0 when idle.
+    busy_since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl WriterHealth {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    fn is_healthy(&self) -> bool {
+        let since = self.busy_since_ms.load(Ordering::Relaxed);
+        let stalled = since != 0 && self.now_ms().saturating_sub(since) > STALL.as_millis() as u64;
+        self.last_ok.load(Ordering::Relaxed) && !stalled
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 /// Opens a connection with the pragmas every connection needs.
 fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(LOCK_TIMEOUT)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
@@ -101,25 +132,32 @@ impl SqliteStore {
 
         let readers = (0..2)
             .map(|_| {
-                connect(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                    .map(StdMutex::new)
+                connect(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map(StdMutex::new)
             })
             .collect::<rusqlite::Result<Vec<_>>>()?;
 
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let healthy = Arc::new(AtomicBool::new(true));
+        let health = Arc::new(WriterHealth {
+            last_ok: AtomicBool::new(true),
+            busy_since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
         let writer = {
-            let healthy = healthy.clone();
+            let health = health.clone();
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
-                .spawn(move || write_loop(conn, rx, &healthy))?
+                .spawn(move || write_loop(conn, rx, &health))?
         };
         Ok(SqliteStore {
             path,
             queue: StdMutex::new(Some(tx)),
             writer: StdMutex::new(Some(writer)),
             readers,
-            healthy,
+            health,
         })
     }
 
@@ -159,7 +197,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, healthy: &AtomicBool) {
+fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, health: &WriterHealth) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Ends when every sender is gone and the queue is drained.
     while let Some(first) = rx.blocking_recv() {
@@ -170,8 +208,12 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, healthy: &Atomi
                 Err(_) => break,
             }
         }
+        health
+            .busy_since_ms
+            .store(health.now_ms(), Ordering::Relaxed);
         let result = insert_batch(&mut conn, &batch).map_err(|e| e.to_string());
-        healthy.store(result.is_ok(), Ordering::Relaxed);
+        health.busy_since_ms.store(0, Ordering::Relaxed);
+        health.last_ok.store(result.is_ok(), Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, events = batch.len(), "cannot commit events to SQLite");
         }
@@ -230,7 +272,9 @@ impl Publish for SqliteStore {
         let (done, wait) = oneshot::channel();
         let sender = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(sender) = sender else {
-            return Err(PublishError::Unavailable("the store is shutting down".into()));
+            return Err(PublishError::Unavailable(
+                "the store is shutting down".into(),
+            ));
         };
         sender.try_send(Job { event, done }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => PublishError::Overloaded,
@@ -247,8 +291,12 @@ impl Publish for SqliteStore {
     }
 
     fn is_ready(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-            && self.queue.lock().map(|q| q.as_ref().is_some_and(|s| !s.is_closed())).unwrap_or(false)
+        self.health.is_healthy()
+            && self
+                .queue
+                .lock()
+                .map(|q| q.as_ref().is_some_and(|s| !s.is_closed()))
+                .unwrap_or(false)
     }
 
     async fn close(&self) {
@@ -310,10 +358,12 @@ impl StatsSource for Arc<SqliteStore> {
     }
 }
 
-/// Reads every event back, oldest first (for tests and export).
+/// Reads every event back, oldest first (for tests and export). Opens read-write so
+/// that SQLite can recover the write-ahead log after a crash.
 pub fn read_all(path: &Path) -> anyhow::Result<Vec<PressEvent>> {
     use crate::domain::{Action, Location};
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
     let mut stmt = conn.prepare(
         "SELECT event_id, session_id, timestamp, action, country_code, country_name,
                 subdivision_name, subdivision_code, city_name, latitude, longitude, cohort
@@ -350,7 +400,9 @@ pub fn read_all(path: &Path) -> anyhow::Result<Vec<PressEvent>> {
 /// Whether the schema is at the latest version (used by `/readyz` probes in tests).
 pub fn schema_version(path: &Path) -> anyhow::Result<Option<usize>> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0)).optional()?)
+    Ok(conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .optional()?)
 }
 
 #[cfg(test)]
@@ -372,11 +424,20 @@ mod tests {
         let store = Arc::new(SqliteStore::open(dir.path(), 16).unwrap());
         let s = Uuid::new_v4();
         let press = event(Action::PressButton, s, "NL");
-        store.publish(event(Action::EnterPage, s, "NL")).await.unwrap();
+        store
+            .publish(event(Action::EnterPage, s, "NL"))
+            .await
+            .unwrap();
         store.publish(press.clone()).await.unwrap();
         store.publish(press.clone()).await.unwrap(); // redelivered: no double count
-        store.publish(event(Action::PressButton, Uuid::new_v4(), "US")).await.unwrap();
-        store.publish(event(Action::PressButton, Uuid::new_v4(), "US")).await.unwrap();
+        store
+            .publish(event(Action::PressButton, Uuid::new_v4(), "US"))
+            .await
+            .unwrap();
+        store
+            .publish(event(Action::PressButton, Uuid::new_v4(), "US"))
+            .await
+            .unwrap();
 
         let g = store.global().await.unwrap();
         assert_eq!(g.total, 3);
@@ -384,7 +445,13 @@ mod tests {
         assert_eq!(g.by_country[0].presses, 2);
         assert_eq!(store.session_presses(s).await.unwrap(), 1);
         assert_eq!(store.country_presses_since("NL", 0).await.unwrap(), 1);
-        assert_eq!(store.country_presses_since("NL", press.timestamp + 1).await.unwrap(), 0);
+        assert_eq!(
+            store
+                .country_presses_since("NL", press.timestamp + 1)
+                .await
+                .unwrap(),
+            0
+        );
         store.close().await;
         assert_eq!(read_all(store.path()).unwrap().len(), 4);
     }
@@ -393,10 +460,16 @@ mod tests {
     async fn reopening_keeps_the_data_and_the_schema_version() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), 4).unwrap();
-        store.publish(event(Action::PressButton, Uuid::new_v4(), "DE")).await.unwrap();
+        store
+            .publish(event(Action::PressButton, Uuid::new_v4(), "DE"))
+            .await
+            .unwrap();
         store.close().await;
         let again = SqliteStore::open(dir.path(), 4).unwrap();
-        assert_eq!(schema_version(again.path()).unwrap(), Some(MIGRATIONS.len()));
+        assert_eq!(
+            schema_version(again.path()).unwrap(),
+            Some(MIGRATIONS.len())
+        );
         assert_eq!(read_all(again.path()).unwrap().len(), 1);
     }
 
@@ -407,7 +480,9 @@ mod tests {
         assert!(store.is_ready());
         store.close().await;
         assert!(!store.is_ready());
-        let err = store.publish(event(Action::PressButton, Uuid::new_v4(), "DE")).await;
+        let err = store
+            .publish(event(Action::PressButton, Uuid::new_v4(), "DE"))
+            .await;
         assert!(matches!(err, Err(PublishError::Unavailable(_))));
     }
 }

@@ -52,10 +52,9 @@ impl AppError {
                 overloaded: true,
                 reply_index: None,
             }),
-            (_, StatusCode::SERVICE_UNAVAILABLE) => templates::render(&ErrorPage::new(
-                "Try again in a moment",
-                TRY_AGAIN,
-            )),
+            (_, StatusCode::SERVICE_UNAVAILABLE) => {
+                templates::render(&ErrorPage::new("Try again in a moment", TRY_AGAIN))
+            }
             _ => templates::render(&ErrorPage::new(
                 "Something went wrong",
                 "That was our fault, not yours. Please try again.",
@@ -63,7 +62,9 @@ impl AppError {
         };
         let mut response = (status, Html(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert("retry-after", "1".parse().expect("valid header"));
+            response
+                .headers_mut()
+                .insert("retry-after", "1".parse().expect("valid header"));
         }
         response.extensions_mut().insert(logged);
         response

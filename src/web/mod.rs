@@ -67,8 +67,13 @@ pub struct AppState {
 impl AppState {
     /// Records that `session` did `action`; returns once the event is durable.
     pub async fn record(&self, action: Action, session: &Session) -> Result<PressEvent, AppError> {
-        let event =
-            PressEvent::new(action, session.id, session.location.clone(), self.cohort, SystemTime::now());
+        let event = PressEvent::new(
+            action,
+            session.id,
+            session.location.clone(),
+            self.cohort,
+            SystemTime::now(),
+        );
         self.publisher.publish(event.clone()).await?;
         Ok(event)
     }
@@ -99,7 +104,10 @@ pub fn router(state: AppState) -> Router {
         // Presses are tiny; anything bigger is not ours.
         .layer(RequestBodyLimitLayer::new(16 * 1024))
         // A request that takes this long is stuck; answer rather than hold shutdown.
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(10)))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(10),
+        ))
         // Spans carry method and path only: never the peer address.
         .layer(TraceLayer::new_for_http())
 }
@@ -118,10 +126,14 @@ impl Server {
         tracing::info!(database = %geo.describe(), "geo database loaded");
         let replies = Replies::load(args.responses.as_deref())?;
         std::fs::create_dir_all(&args.data_dir).with_context(|| {
-            format!("cannot create the data directory {}", args.data_dir.display())
+            format!(
+                "cannot create the data directory {}",
+                args.data_dir.display()
+            )
         })?;
         let secret = crate::session::load_or_create_secret(args.secret.as_deref(), &args.data_dir)?;
-        let sessions = SessionCodec::new(&secret, args.cookie_secure).map_err(anyhow::Error::msg)?;
+        let sessions =
+            SessionCodec::new(&secret, args.cookie_secure).map_err(anyhow::Error::msg)?;
 
         let store = Arc::new(SqliteStore::open(&args.data_dir, args.queue_capacity)?);
         tracing::info!(path = %store.path().display(), "embedded event store open");
@@ -139,17 +151,25 @@ impl Server {
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        Ok(Server { listener, router: router(state), publisher: store })
+        Ok(Server {
+            listener,
+            router: router(state),
+            publisher: store,
+        })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` is cancelled, then drains requests and the store.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

@@ -65,7 +65,12 @@ pub struct StatsPage<'a> {
 
 impl<'a> StatsPage<'a> {
     pub fn new(stats: &'a Stats, attribution: &'a str) -> Self {
-        StatsPage { page: "stats", attribution, stats, rows: rows(stats) }
+        StatsPage {
+            page: "stats",
+            attribution,
+            stats,
+            rows: rows(stats),
+        }
     }
 }
 
@@ -79,7 +84,10 @@ pub struct StatsFragment<'a> {
 
 impl<'a> StatsFragment<'a> {
     pub fn new(stats: &'a Stats) -> Self {
-        StatsFragment { stats, rows: rows(stats) }
+        StatsFragment {
+            stats,
+            rows: rows(stats),
+        }
     }
 }
 
@@ -95,6 +103,11 @@ pub struct ErrorPage<'a> {
 
 impl<'a> ErrorPage<'a> {
     pub fn new(heading: &'a str, message: &'a str) -> Self {
-        ErrorPage { page: "error", attribution: "", heading, message }
+        ErrorPage {
+            page: "error",
+            attribution: "",
+            heading,
+            message,
+        }
     }
 }

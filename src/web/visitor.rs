@@ -38,7 +38,11 @@ impl FromRequestParts<AppState> for Visitor {
         // Renewed on every request: the hour counts from the last activity.
         let set_cookie = HeaderValue::from_str(&state.sessions.set_cookie(&session, now))
             .expect("a sealed cookie is a valid header value");
-        Ok(Visitor { session, is_new, set_cookie })
+        Ok(Visitor {
+            session,
+            is_new,
+            set_cookie,
+        })
     }
 }
 
@@ -49,7 +53,10 @@ fn new_session(parts: &Parts, state: &AppState) -> Session {
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(Ipv4Addr::UNSPECIFIED.into());
     let client = state.proxies.client_ip(peer, &parts.headers);
-    Session { id: Uuid::new_v4(), location: state.geo.locate(&client) }
+    Session {
+        id: Uuid::new_v4(),
+        location: state.geo.locate(&client),
+    }
 }
 
 impl Visitor {

@@ -13,6 +13,9 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) 
     if state.publisher.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the event store is not accepting events\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the event store is not accepting events\n",
+        )
     }
 }

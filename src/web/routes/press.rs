@@ -34,9 +34,16 @@ pub async fn press(
     let i = state.replies.pick(&mut rand::rng(), last);
     let text = state.replies.get(i).unwrap_or_default();
     // The id of the stored event: lets clients (and tests) check it was kept.
-    let id = [("x-event-id", HeaderValue::from_str(&event.event_id.to_string()).expect("uuid"))];
+    let id = [(
+        "x-event-id",
+        HeaderValue::from_str(&event.event_id.to_string()).expect("uuid"),
+    )];
     if htmx {
-        let fragment = ReplyFragment { text, overloaded: false, reply_index: Some(i) };
+        let fragment = ReplyFragment {
+            text,
+            overloaded: false,
+            reply_index: Some(i),
+        };
         (visitor.cookie(), id, Html(render(&fragment))).into_response()
     } else {
         (visitor.cookie(), id, Redirect::to(&format!("/?reply={i}"))).into_response()

@@ -11,7 +11,11 @@ use crate::web::{AppState, Visitor};
 
 pub async fn page(State(state): State<AppState>, visitor: Visitor, headers: HeaderMap) -> Response {
     let htmx = is_htmx(&headers);
-    let stats = match state.stats.for_viewer(visitor.session.id, &visitor.session.location).await {
+    let stats = match state
+        .stats
+        .for_viewer(visitor.session.id, &visitor.session.location)
+        .await
+    {
         Ok(s) => s,
         Err(e) => return crate::web::AppError::from(e).respond(htmx),
     };
@@ -24,7 +28,11 @@ pub async fn page(State(state): State<AppState>, visitor: Visitor, headers: Head
 }
 
 pub async fn api(State(state): State<AppState>, visitor: Visitor) -> Response {
-    match state.stats.for_viewer(visitor.session.id, &visitor.session.location).await {
+    match state
+        .stats
+        .for_viewer(visitor.session.id, &visitor.session.location)
+        .await
+    {
         Ok(stats) => (visitor.cookie(), Json(stats)).into_response(),
         Err(e) => crate::web::AppError::from(e).into_response(),
     }

@@ -1,0 +1,70 @@
+//! The real binary, killed with SIGKILL mid-stream.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use reqwest::StatusCode;
+
+use crate::helpers::start_server;
+
+#[tokio::test]
+async fn every_acknowledged_press_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_server(dir.path(), &[]);
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, base, acked) = (http.clone(), base.clone(), acked.clone());
+            tokio::spawn(async move {
+                // Press until the server dies under us.
+                loop {
+                    let res = http
+                        .post(format!("{base}/press"))
+                        .header("hx-request", "true")
+                        .header("x-forwarded-for", "81.2.69.142")
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == StatusCode::OK => {
+                            let id = r.headers()["x-event-id"].to_str().unwrap().to_owned();
+                            acked
+                                .lock()
+                                .unwrap()
+                                .insert(id.parse::<uuid::Uuid>().unwrap());
+                        }
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    server.child.kill().unwrap(); // SIGKILL: no chance to flush anything
+    server.child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "only {} presses before the kill",
+        acked.len()
+    );
+    let stored: HashSet<_> = button::store::sqlite::read_all(&dir.path().join("events.sqlite3"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged presses lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}

@@ -1,0 +1,99 @@
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn api_stats_counts_match_what_was_pressed() {
+    let app = spawn_app().await;
+    let mut us1 = app.visitor("8.8.8.8");
+    let mut us2 = app.visitor("8.8.4.4");
+    let mut gb = app.visitor("81.2.69.142");
+    us1.get("/").await; // page views are not presses
+    for _ in 0..3 {
+        us1.press().await;
+    }
+    us2.press().await;
+    gb.press().await;
+    gb.press().await;
+    // The per-country table is cached for a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let s = us1.stats().await;
+
+    assert_eq!(s["total"], 6);
+    assert_eq!(
+        s["by_country"],
+        serde_json::json!([
+            {"country_code": "US", "country_name": "United States", "presses": 4},
+            {"country_code": "GB", "country_name": "United Kingdom", "presses": 2},
+        ])
+    );
+    assert_eq!(s["session"]["presses"], 3);
+    assert_eq!(
+        s["your_country"],
+        serde_json::json!({"country_code": "US", "country_name": "United States", "all_time": 4, "last_hour": 4})
+    );
+    assert_eq!(gb.stats().await["session"]["presses"], 2);
+}
+
+#[tokio::test]
+async fn stats_page_shows_the_table_and_refreshes_itself() {
+    let app = spawn_app().await;
+    let mut v = app.visitor("193.0.6.139");
+    v.press().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let page = v.get("/stats").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Netherlands"));
+    assert!(page.body.contains("100.0%"));
+    assert!(page.body.contains("hx-trigger=\"every 5s\""));
+    assert!(page.body.contains("<html"));
+
+    let fragment = v.get_htmx("/stats").await;
+    assert!(
+        fragment
+            .body
+            .trim_start()
+            .starts_with("<section id=\"stats\"")
+    );
+    assert!(!fragment.body.contains("<html"));
+}
+
+#[tokio::test]
+async fn a_forged_cookie_starts_a_fresh_session_instead_of_failing() {
+    let app = spawn_app().await;
+    let mut v = app.visitor("8.8.8.8");
+    v.press().await;
+    let original = v.session_id();
+
+    // Claim to be somewhere else by editing the readable payload.
+    let cookie = v.cookie.clone().unwrap();
+    let (name, value) = cookie.split_once('=').unwrap();
+    let (mac, payload) = value.split_at(44);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let json = String::from_utf8(b64.decode(payload).unwrap()).unwrap();
+    let forged = json.replace("\"US\"", "\"FR\"");
+    assert_ne!(forged, json);
+    v.cookie = Some(format!("{name}={mac}{}", b64.encode(forged)));
+
+    for garbage in [
+        None,
+        Some("button_session=%%%garbage"),
+        Some("button_session="),
+    ] {
+        let mut other = app.visitor("8.8.8.8");
+        other.cookie = garbage.map(str::to_owned);
+        assert_eq!(other.press().await.status, StatusCode::OK);
+    }
+    let r = v.press().await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_ne!(v.session_id(), original, "a new session was started");
+    let s = v.stats().await;
+    assert_eq!(
+        s["your_country"]["country_code"], "US",
+        "the forged country was not believed"
+    );
+    assert_eq!(s["session"]["presses"], 1);
+}
