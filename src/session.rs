@@ -27,6 +27,10 @@ pub const COOKIE_NAME: &str = "button_session";
 /// How long a session lives without activity.
 pub const SESSION_TTL: Duration = Duration::from_secs(3600);
 
+/// A cookie is re-issued (renewing its hour) once it is this old. Renewing on every
+/// request would cost a signature per press for no visible difference.
+pub const RENEW_AFTER: Duration = Duration::from_secs(60);
+
 /// Minimum length of a configured secret, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -43,7 +47,7 @@ pub struct Session {
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
-    #[serde(flatten)]
+    #[serde(rename = "s")]
     session: Session,
     /// Unix seconds after which the cookie is no longer accepted.
     exp: u64,
@@ -108,6 +112,15 @@ impl SessionCodec {
 
     /// The session in a cookie value, if it verifies and has not expired at `now`.
     pub fn open(&self, value: &str, now: SystemTime) -> Result<Session, CookieError> {
+        self.open_with_expiry(value, now).map(|(s, _)| s)
+    }
+
+    /// Like [`Self::open`], also returning when the cookie expires.
+    pub fn open_with_expiry(
+        &self,
+        value: &str,
+        now: SystemTime,
+    ) -> Result<(Session, SystemTime), CookieError> {
         let jar = CookieJar::new();
         let verified = jar
             .signed(&self.key)
@@ -120,15 +133,19 @@ impl SessionCodec {
         if payload.exp <= unix_secs(now) {
             return Err(CookieError::Expired);
         }
-        Ok(payload.session)
+        Ok((
+            payload.session,
+            UNIX_EPOCH + Duration::from_secs(payload.exp),
+        ))
     }
 
-    /// The session cookie in a request's `Cookie` headers, if any verifies.
+    /// The session cookie in a request's `Cookie` headers, if any verifies, and
+    /// whether it is old enough to be renewed (see [`RENEW_AFTER`]).
     pub fn from_headers(
         &self,
         headers: &axum::http::HeaderMap,
         now: SystemTime,
-    ) -> Option<Session> {
+    ) -> Option<(Session, bool)> {
         headers
             .get_all(axum::http::header::COOKIE)
             .iter()
@@ -136,7 +153,11 @@ impl SessionCodec {
             .flat_map(Cookie::split_parse)
             .filter_map(Result::ok)
             .filter(|c| c.name() == COOKIE_NAME)
-            .find_map(|c| self.open(c.value(), now).ok())
+            .find_map(|c| self.open_with_expiry(c.value(), now).ok())
+            .map(|(session, expires)| {
+                let fresh_until = now + SESSION_TTL - RENEW_AFTER;
+                (session, expires < fresh_until)
+            })
     }
 
     /// A complete `Set-Cookie` header value for `session`.
@@ -284,6 +305,31 @@ mod tests {
                 .unwrap_err()
                 .contains("at least 32")
         );
+    }
+
+    #[test]
+    fn cookie_is_renewed_only_once_it_is_a_minute_old() {
+        let now = SystemTime::now();
+        let s = session();
+        let header = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(
+                "cookie",
+                format!("other=1; {COOKIE_NAME}={v}").parse().unwrap(),
+            );
+            h
+        };
+        let sealed = codec().seal(&s, now);
+        assert_eq!(
+            codec().from_headers(&header(&sealed), now),
+            Some((s.clone(), false))
+        );
+        let later = now + RENEW_AFTER + Duration::from_secs(1);
+        assert_eq!(
+            codec().from_headers(&header(&sealed), later),
+            Some((s, true))
+        );
+        assert_eq!(codec().from_headers(&header("forged"), now), None);
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub struct SqliteStore {
     path: PathBuf,
     queue: StdMutex<Option<mpsc::Sender<Job>>>,
     writer: StdMutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: StdMutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     readers: Vec<StdMutex<Connection>>,
     health: Arc<WriterHealth>,
 }
@@ -128,6 +129,9 @@ impl SqliteStore {
         let mut conn = connect(&path, OpenFlags::default())
             .with_context(|| format!("cannot open {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Checkpoints run on their own thread (below), not inside a commit, so a
+        // press never waits for the log to be copied into the database.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         migrate(&mut conn).with_context(|| format!("cannot migrate {}", path.display()))?;
 
         let readers = (0..2)
@@ -152,10 +156,18 @@ impl SqliteStore {
                 .name("sqlite-writer".into())
                 .spawn(move || write_loop(conn, rx, &health))?
         };
+        let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
+        let checkpointer = {
+            let conn = connect(&path, OpenFlags::default())?;
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpoint_loop(&conn, &stopped))?
+        };
         Ok(SqliteStore {
             path,
             queue: StdMutex::new(Some(tx)),
             writer: StdMutex::new(Some(writer)),
+            checkpointer: StdMutex::new(Some((stop_checkpoints, checkpointer))),
             readers,
             health,
         })
@@ -197,6 +209,22 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// Copies the write-ahead log into the database every second, beside the writer
+/// (PASSIVE: never blocks it); on stop, one last full checkpoint truncates the log.
+fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
+    let checkpoint = |mode: &str| {
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; will retry");
+        }
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        stop.recv_timeout(Duration::from_secs(1))
+    {
+        checkpoint("PASSIVE");
+    }
+    checkpoint("TRUNCATE");
+}
+
 fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, health: &WriterHealth) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Ends when every sender is gone and the queue is drained.
@@ -234,13 +262,10 @@ fn insert_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (event_id) DO NOTHING",
         )?;
-        let mut bump = tx.prepare_cached(
-            "INSERT INTO presses_by_country (country_code, country_name, presses)
-             VALUES (?1, ?2, 1)
-             ON CONFLICT (country_code) DO UPDATE SET presses = presses + 1",
-        )?;
         let mut id = Uuid::encode_buffer();
         let mut sid = Uuid::encode_buffer();
+        // New presses per country in this batch: one upsert per country, not per press.
+        let mut new_presses: Vec<(&str, &str, i64)> = Vec::new();
         for Job { event: e, .. } in batch {
             let l = &e.location;
             let inserted = insert.execute(params![
@@ -259,8 +284,22 @@ fn insert_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
             ])?;
             // Count a press once, however often it is delivered.
             if inserted == 1 && e.action == crate::domain::Action::PressButton {
-                bump.execute(params![l.country_code, l.country_name])?;
+                match new_presses
+                    .iter_mut()
+                    .find(|(code, _, _)| *code == l.country_code)
+                {
+                    Some((_, _, n)) => *n += 1,
+                    None => new_presses.push((&l.country_code, &l.country_name, 1)),
+                }
             }
+        }
+        let mut bump = tx.prepare_cached(
+            "INSERT INTO presses_by_country (country_code, country_name, presses)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (country_code) DO UPDATE SET presses = presses + excluded.presses",
+        )?;
+        for (code, name, n) in new_presses {
+            bump.execute(params![code, name, n])?;
         }
     }
     tx.commit()
@@ -303,9 +342,22 @@ impl Publish for SqliteStore {
         // Dropping the last sender lets the writer drain the queue and stop.
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
         let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(handle) = handle {
+                let _ = handle.join();
+            }
+            // After the writer: the last checkpoint includes its last commit.
+            if let Some((stop, handle)) = checkpointer {
+                drop(stop);
+                let _ = handle.join();
+            }
+        })
+        .await;
     }
 }
 

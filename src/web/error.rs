@@ -1,9 +1,7 @@
 //! One error type for the web tier. Visitors see a friendly page or fragment; the
 //! cause is logged once, by the [`log_errors`] middleware, never by the handler.
 
-use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::templates::{self, ErrorPage, ReplyFragment};
@@ -30,7 +28,7 @@ impl From<PublishError> for AppError {
     }
 }
 
-/// The logged description of an error, carried to [`log_errors`].
+/// The logged description of an error, carried to [`log_cause`].
 #[derive(Clone)]
 struct Logged(String, StatusCode);
 
@@ -78,15 +76,12 @@ impl IntoResponse for AppError {
 }
 
 /// Logs the cause of an error response, once, inside the request's span.
-pub async fn log_errors(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    let response = next.run(req).await;
+pub fn log_cause(response: &Response) {
     if let Some(Logged(cause, status)) = response.extensions().get::<Logged>() {
         if status.is_server_error() && *status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(%path, status = status.as_u16(), "{cause}");
+            tracing::error!(status = status.as_u16(), "{cause}");
         } else {
-            tracing::warn!(%path, status = status.as_u16(), "{cause}");
+            tracing::warn!(status = status.as_u16(), "{cause}");
         }
     }
-    response
 }

@@ -20,9 +20,9 @@ use axum::http::{HeaderName, HeaderValue, header};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use uuid::Uuid;
 
 pub use error::AppError;
 pub use visitor::Visitor;
@@ -65,17 +65,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Records that `session` did `action`; returns once the event is durable.
-    pub async fn record(&self, action: Action, session: &Session) -> Result<PressEvent, AppError> {
+    /// Records that `session` did `action`; returns the event's id once it is durable.
+    pub async fn record(&self, action: Action, session: &Session) -> Result<Uuid, AppError> {
+        let now = SystemTime::now();
         let event = PressEvent::new(
             action,
             session.id,
             session.location.clone(),
             self.cohort,
-            SystemTime::now(),
+            now,
         );
-        self.publisher.publish(event.clone()).await?;
-        Ok(event)
+        let id = event.event_id;
+        self.publisher.publish(event).await?;
+        Ok(id)
     }
 }
 
@@ -83,24 +85,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     routes::routes()
         .with_state(state)
-        .layer(axum::middleware::from_fn(error::log_errors))
-        // Applied to every response, errors included.
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("permissions-policy"),
-            HeaderValue::from_static("interest-cohort=()"),
-        ))
+        // Security headers on every response, errors included; error causes logged.
+        .layer(axum::middleware::map_response(finish))
         // Presses are tiny; anything bigger is not ours.
         .layer(RequestBodyLimitLayer::new(16 * 1024))
         // A request that takes this long is stuck; answer rather than hold shutdown.
@@ -110,6 +96,35 @@ pub fn router(state: AppState) -> Router {
         ))
         // Spans carry method and path only: never the peer address.
         .layer(TraceLayer::new_for_http())
+}
+
+/// Headers every response carries.
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    ),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("interest-cohort=()"),
+    ),
+];
+
+async fn finish(mut response: axum::response::Response) -> axum::response::Response {
+    error::log_cause(&response);
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, value);
+    }
+    response
 }
 
 /// A bound, ready-to-run server.

@@ -23,7 +23,8 @@ pub struct Visitor {
     pub session: Session,
     /// Whether the session was started by this request.
     pub is_new: bool,
-    set_cookie: HeaderValue,
+    /// The cookie to send back: new sessions, and sessions due for renewal.
+    set_cookie: Option<HeaderValue>,
 }
 
 impl FromRequestParts<AppState> for Visitor {
@@ -31,13 +32,15 @@ impl FromRequestParts<AppState> for Visitor {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
         let now = SystemTime::now();
-        let (session, is_new) = match state.sessions.from_headers(&parts.headers, now) {
-            Some(session) => (session, false),
-            None => (new_session(parts, state), true),
+        let (session, is_new, renew) = match state.sessions.from_headers(&parts.headers, now) {
+            Some((session, renew)) => (session, false, renew),
+            None => (new_session(parts, state), true, true),
         };
-        // Renewed on every request: the hour counts from the last activity.
-        let set_cookie = HeaderValue::from_str(&state.sessions.set_cookie(&session, now))
-            .expect("a sealed cookie is a valid header value");
+        // The hour counts from the last activity (to within a minute).
+        let set_cookie = renew.then(|| {
+            HeaderValue::from_str(&state.sessions.set_cookie(&session, now))
+                .expect("a sealed cookie is a valid header value")
+        });
         Ok(Visitor {
             session,
             is_new,
@@ -61,8 +64,12 @@ fn new_session(parts: &Parts, state: &AppState) -> Session {
 
 impl Visitor {
     /// The `Set-Cookie` header renewing this session, to put on the response.
-    pub fn cookie(&self) -> [(axum::http::HeaderName, HeaderValue); 1] {
-        [(SET_COOKIE, self.set_cookie.clone())]
+    pub fn cookie(&self) -> impl axum::response::IntoResponseParts + use<> {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = &self.set_cookie {
+            headers.insert(SET_COOKIE, v.clone());
+        }
+        headers
     }
 }
 

@@ -174,7 +174,7 @@ impl Visitor<'_> {
             .decode(payload)
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
-        v["sid"].as_str().unwrap().to_owned()
+        v["s"]["sid"].as_str().unwrap().to_owned()
     }
 }
 

@@ -26,8 +26,8 @@ pub async fn press(
     form: Result<Form<PressForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let htmx = is_htmx(&headers);
-    let event = match state.record(Action::PressButton, &visitor.session).await {
-        Ok(event) => event,
+    let event_id = match state.record(Action::PressButton, &visitor.session).await {
+        Ok(id) => id,
         Err(e) => return (visitor.cookie(), e.respond(htmx)).into_response(),
     };
     let last = form.ok().and_then(|Form(f)| f.last.parse().ok());
@@ -36,7 +36,7 @@ pub async fn press(
     // The id of the stored event: lets clients (and tests) check it was kept.
     let id = [(
         "x-event-id",
-        HeaderValue::from_str(&event.event_id.to_string()).expect("uuid"),
+        HeaderValue::from_str(&event_id.to_string()).expect("uuid"),
     )];
     if htmx {
         let fragment = ReplyFragment {
