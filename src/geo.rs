@@ -23,7 +23,7 @@ static DEFAULT_DB: &[u8] = include_bytes!(env!("BUTTON_DEFAULT_MMDB"));
 
 /// Attribution the default database's licence asks for, shown on the page.
 pub const DEFAULT_DB_ATTRIBUTION: &str =
-    "IP geolocation: geo-whois-asn-country by sapics/ip-location-db, from NRO data (CC BY 4.0).";
+    "IP geolocation: geo-whois-asn-country (ip-location-db), built from data by the Number Resource Organization (nro.net), CC BY 4.0.";
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
