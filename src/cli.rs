@@ -3,10 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::TrustedProxies;
+use crate::encoding::Format;
+use crate::kafka::{KafkaArgs, RegistryArgs};
 
 /// Pushing this button does nothing. Every press is still counted, privately.
 #[derive(Debug, Parser)]
@@ -35,6 +38,12 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve the button page, record presses, show the stats.
     Serve(ServeArgs),
+    /// Create or check the Kafka topic (and, later, the database schemas).
+    Migrate(crate::migrate::MigrateArgs),
+    /// Print the events in the topic.
+    Tail(crate::tail::TailArgs),
+    /// Generate synthetic sessions, to Kafka or over HTTP to a running server.
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// Settings of `button serve`.
@@ -82,6 +91,39 @@ pub struct ServeArgs {
     /// Mark the session cookie `Secure` (when served over HTTPS).
     #[arg(long, env = "BUTTON_COOKIE_SECURE")]
     pub cookie_secure: bool,
+
+    /// Kafka: when brokers are given, events go to the topic instead of the
+    /// embedded store.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Encoding of the events in Kafka.
+    #[arg(long, env = "BUTTON_FORMAT", value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+
+    /// Schema registry (needed with `--format avro`).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    /// How long a press waits for the broker's confirmation before the visitor is
+    /// asked to try again.
+    #[arg(long, env = "BUTTON_DELIVERY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+}
+
+/// Parses `500ms`, `5s`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("`{s}` is not a duration like 500ms, 5s or 2m")),
+    }
 }
 
 fn parse_proxies(s: &str) -> Result<TrustedProxies, String> {
@@ -108,6 +150,14 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").unwrap_err().contains("soon"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! NRO, through `@ip-location-db/geo-whois-asn-country-mmdb`) is embedded in the binary.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -22,8 +22,7 @@ use crate::domain::{ClientIp, Location};
 static DEFAULT_DB: &[u8] = include_bytes!(env!("BUTTON_DEFAULT_MMDB"));
 
 /// Attribution the default database's licence asks for, shown on the page.
-pub const DEFAULT_DB_ATTRIBUTION: &str =
-    "IP geolocation: geo-whois-asn-country (ip-location-db), built from data by the Number Resource Organization (nro.net), CC BY 4.0.";
+pub const DEFAULT_DB_ATTRIBUTION: &str = "IP geolocation: geo-whois-asn-country (ip-location-db), built from data by the Number Resource Organization (nro.net), CC BY 4.0.";
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -153,23 +152,39 @@ impl GeoDb {
         record.into_location()
     }
 
-    /// A location drawn from a random public IPv4 address that the database knows.
+    /// A location drawn from a random public address that the database knows.
     pub fn random_location<R: Rng + ?Sized>(&self, rng: &mut R) -> Location {
-        // Most of the IPv4 space is allocated, so a few draws suffice; the bound only
-        // guards against a database that covers almost nothing.
-        for _ in 0..10_000 {
-            let ip = Ipv4Addr::from(rng.random::<u32>());
-            if ClientIp::new(IpAddr::V4(ip)).is_local()
-                || ip.is_multicast()
-                || ip.octets()[0] >= 240
-            {
+        self.random_address(rng)
+            .map(|(_, loc)| loc)
+            .unwrap_or_else(Location::unknown)
+    }
+
+    /// A random public address inside the database's networks (IPv4 or IPv6, even
+    /// odds) and its location: draws until one is known.
+    pub fn random_address<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<(IpAddr, Location)> {
+        let v6 = rng.random_bool(0.5);
+        // Most of the IPv4 space is allocated; the global-unicast IPv6 block 2000::/3
+        // is sparser, but a few hundred draws find a network. The bound only guards
+        // against a database that covers almost nothing.
+        for _ in 0..100_000 {
+            let ip = if v6 {
+                let bits = (rng.random::<u128>() >> 3) | (1u128 << 125); // 2000::/3
+                IpAddr::V6(Ipv6Addr::from(bits))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(rng.random::<u32>()))
+            };
+            let reserved = match ip {
+                IpAddr::V4(v4) => v4.is_multicast() || v4.octets()[0] >= 240,
+                IpAddr::V6(_) => false,
+            };
+            if reserved || ClientIp::new(ip).is_local() {
                 continue;
             }
-            if let Some(loc) = self.lookup(IpAddr::V4(ip)) {
-                return loc;
+            if let Some(loc) = self.lookup(ip) {
+                return Some((ip, loc));
             }
         }
-        Location::unknown()
+        None
     }
 }
 
@@ -383,6 +398,20 @@ mod tests {
             })
             .collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn random_addresses_cover_both_families_and_resolve() {
+        let db = db();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let (mut v4, mut v6) = (0, 0);
+        for _ in 0..200 {
+            let (ip, loc) = db.random_address(&mut rng).unwrap();
+            assert_eq!(db.lookup(ip), Some(loc.clone()));
+            assert!(!ClientIp::new(ip).is_local());
+            if ip.is_ipv4() { v4 += 1 } else { v6 += 1 }
+        }
+        assert!(v4 > 50 && v6 > 50, "{v4} IPv4, {v6} IPv6");
     }
 
     #[test]

@@ -7,12 +7,16 @@
 pub mod cli;
 pub mod domain;
 pub mod encoding;
+pub mod generate;
 pub mod geo;
+pub mod kafka;
+pub mod migrate;
 pub mod publish;
 pub mod replies;
 pub mod session;
 pub mod shutdown;
 pub mod stats;
 pub mod store;
+pub mod tail;
 pub mod telemetry;
 pub mod web;

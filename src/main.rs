@@ -19,6 +19,9 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Serve(args)) => button::web::run(args, shutdown).await,
         None => button::web::run(ServeArgs::from_env(), shutdown).await,
+        Some(Command::Migrate(args)) => button::migrate::run(args).await,
+        Some(Command::Tail(args)) => button::tail::run(args, shutdown).await,
+        Some(Command::Generate(args)) => button::generate::run(args, shutdown).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,7 +9,6 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use button::cli::ServeArgs;
 use button::web::Server;
 use fantoccini::{ClientBuilder, Locator};
 use tokio_util::sync::CancellationToken;
@@ -59,17 +58,23 @@ async fn pressing_the_button_in_chromium_swaps_the_reply_and_counts_on_stats() {
     };
 
     let data = tempfile::tempdir().unwrap();
-    let args = ServeArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_path_buf(),
-        geoip_db: None,
-        trusted_proxies: button::domain::TrustedProxies::none(),
-        secret: None,
-        responses: None,
-        no_fake_local_ip: false,
-        cohort: 0,
-        queue_capacity: 1024,
-        cookie_secure: false,
+    let args = {
+        use clap::Parser;
+        let dir = data.path().to_str().unwrap();
+        match button::cli::Cli::try_parse_from([
+            "button",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir,
+        ])
+        .unwrap()
+        .command
+        {
+            Some(button::cli::Command::Serve(args)) => args,
+            _ => unreachable!(),
+        }
     };
     let server = Server::build(&args).await.unwrap();
     let base = format!("http://{}", server.local_addr());

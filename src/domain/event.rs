@@ -106,16 +106,26 @@ impl PressEvent {
         cohort: Option<i32>,
         at: SystemTime,
     ) -> Self {
-        let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            since_epoch.as_secs(),
-            since_epoch.subsec_nanos(),
-        );
+        Self::with_rng(action, session_id, location, cohort, at, &mut rand::rng())
+    }
+
+    /// Like [`Self::new`], drawing the id's random bits from `rng` (reproducible
+    /// events for `generate --seed`).
+    pub fn with_rng<R: rand::Rng + ?Sized>(
+        action: Action,
+        session_id: Uuid,
+        location: Location,
+        cohort: Option<i32>,
+        at: SystemTime,
+        rng: &mut R,
+    ) -> Self {
+        let timestamp = micros_since_epoch(at);
+        let millis = u64::try_from(timestamp / 1000).unwrap_or(0);
+        let event_id = uuid::Builder::from_unix_timestamp_millis(millis, &rng.random()).into_uuid();
         PressEvent {
-            event_id: Uuid::new_v7(ts),
+            event_id,
             session_id,
-            timestamp: micros_since_epoch(at),
+            timestamp,
             action,
             location,
             cohort,

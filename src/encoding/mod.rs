@@ -39,7 +39,36 @@ pub enum Format {
     Avro,
 }
 
-/// Encodes `event` as JSON.
-pub fn to_json(event: &PressEvent) -> Vec<u8> {
-    json::encode(event)
+/// How events are written to Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoder {
+    /// JSON objects.
+    Json,
+    /// Avro, framed with the id the registry gave our schema.
+    Avro {
+        /// Registry id of `schema/press_event.avsc`.
+        schema_id: u32,
+    },
+}
+
+impl Encoder {
+    /// The message value for `event`.
+    pub fn encode(&self, event: &PressEvent) -> Vec<u8> {
+        match self {
+            Encoder::Json => json::encode(event),
+            Encoder::Avro { schema_id } => avro::encode(event, *schema_id),
+        }
+    }
+}
+
+/// Decodes a message value of either encoding: Confluent-framed Avro starts with
+/// byte 0, JSON with `{`. `writer` is the Avro writer schema, when known.
+pub fn decode(
+    bytes: &[u8],
+    writer: Option<&apache_avro::Schema>,
+) -> Result<PressEvent, DecodeError> {
+    match bytes.first() {
+        Some(0) => avro::decode(bytes, writer),
+        _ => json::decode(bytes),
+    }
 }

@@ -28,6 +28,12 @@ impl From<PublishError> for AppError {
     }
 }
 
+enum Kind {
+    Busy,
+    Stats,
+    Internal,
+}
+
 /// The logged description of an error, carried to [`log_cause`].
 #[derive(Clone)]
 struct Logged(String, StatusCode);
@@ -43,17 +49,26 @@ impl AppError {
             AppError::Busy(_) | AppError::Stats(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let self_kind = match &self {
+            AppError::Busy(_) => Kind::Busy,
+            AppError::Stats(_) => Kind::Stats,
+            AppError::Internal(_) => Kind::Internal,
+        };
         let logged = Logged(format!("{:#}", anyhow::Error::from(self)), status);
-        let body = match (htmx, status) {
-            (true, StatusCode::SERVICE_UNAVAILABLE) => templates::render(&ReplyFragment {
+        let body = match (&self_kind, htmx) {
+            (Kind::Busy, true) => templates::render(&ReplyFragment {
                 text: TRY_AGAIN,
                 overloaded: true,
                 reply_index: None,
             }),
-            (_, StatusCode::SERVICE_UNAVAILABLE) => {
+            (Kind::Busy, false) => {
                 templates::render(&ErrorPage::new("Try again in a moment", TRY_AGAIN))
             }
-            _ => templates::render(&ErrorPage::new(
+            (Kind::Stats, _) => templates::render(&ErrorPage::new(
+                "Statistics are not available",
+                "The statistics store cannot be read right now. Presses are still recorded.",
+            )),
+            (Kind::Internal, _) => templates::render(&ErrorPage::new(
                 "Something went wrong",
                 "That was our fault, not yours. Please try again.",
             )),

@@ -30,10 +30,11 @@ pub use visitor::Visitor;
 use crate::cli::ServeArgs;
 use crate::domain::{Action, PressEvent, TrustedProxies};
 use crate::geo::GeoDb;
+use crate::kafka::KafkaPublisher;
 use crate::publish::Publish;
 use crate::replies::Replies;
 use crate::session::{Session, SessionCodec};
-use crate::stats::StatsService;
+use crate::stats::{GlobalStats, StatsError, StatsService, StatsSource};
 use crate::store::SqliteStore;
 
 /// The content security policy: nothing from any other origin, no inline code.
@@ -94,8 +95,9 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(10),
         ))
-        // Spans carry method and path only: never the peer address.
-        .layer(TraceLayer::new_for_http())
+        // Spans carry method and path only: never the peer address. Failures are
+        // logged once, with their cause, by `finish`; not again here.
+        .layer(TraceLayer::new_for_http().on_failure(()))
 }
 
 /// Headers every response carries.
@@ -150,16 +152,15 @@ impl Server {
         let sessions =
             SessionCodec::new(&secret, args.cookie_secure).map_err(anyhow::Error::msg)?;
 
-        let store = Arc::new(SqliteStore::open(&args.data_dir, args.queue_capacity)?);
-        tracing::info!(path = %store.path().display(), "embedded event store open");
+        let (publisher, stats) = pipeline(args).await?;
 
         let state = AppState {
             geo: Arc::new(geo),
             sessions: Arc::new(sessions),
             proxies: Arc::new(args.trusted_proxies.clone()),
             replies: Arc::new(replies),
-            publisher: store.clone(),
-            stats: Arc::new(StatsService::new(Arc::new(store.clone()), STATS_TTL)),
+            publisher: publisher.clone(),
+            stats: Arc::new(StatsService::new(stats, STATS_TTL)),
             cohort: Some(args.cohort),
             attribution: attribution(args).into(),
         };
@@ -169,7 +170,7 @@ impl Server {
         Ok(Server {
             listener,
             router: router(state),
-            publisher: store,
+            publisher,
         })
     }
 
@@ -192,6 +193,38 @@ impl Server {
         self.publisher.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Where events go and where statistics come from: Kafka when brokers are
+/// configured, else the embedded SQLite store for both.
+async fn pipeline(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Publish>, Arc<dyn StatsSource>)> {
+    if args.kafka.brokers().is_none() {
+        let store = Arc::new(SqliteStore::open(&args.data_dir, args.queue_capacity)?);
+        tracing::info!(path = %store.path().display(), "embedded event store open");
+        return Ok((store.clone(), Arc::new(store)));
+    }
+    let encoder = crate::kafka::producer::encoder(args.format, &args.kafka, &args.registry).await?;
+    let producer = KafkaPublisher::new(&args.kafka, encoder, args.delivery_timeout)?;
+    tracing::info!(topic = %args.kafka.topic, format = ?args.format, "producing events to Kafka");
+    Ok((Arc::new(producer), Arc::new(NoStatsStore)))
+}
+
+/// Statistics when events go to Kafka and no store to read them back is configured.
+struct NoStatsStore;
+
+#[async_trait::async_trait]
+impl StatsSource for NoStatsStore {
+    async fn global(&self) -> Result<GlobalStats, StatsError> {
+        Err(StatsError(
+            "events go to Kafka and no statistics store is configured".into(),
+        ))
+    }
+    async fn session_presses(&self, _: Uuid) -> Result<u64, StatsError> {
+        self.global().await.map(|_| 0)
+    }
+    async fn country_presses_since(&self, _: &str, _: i64) -> Result<u64, StatsError> {
+        self.global().await.map(|_| 0)
     }
 }
 

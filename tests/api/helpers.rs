@@ -23,17 +23,26 @@ pub struct TestApp {
 /// Settings for a test server: loopback is the trusted proxy, so tests choose the
 /// visitor's address with `X-Forwarded-For`.
 pub fn test_args(data_dir: PathBuf) -> ServeArgs {
-    ServeArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir,
-        geoip_db: None,
-        trusted_proxies: "127.0.0.0/8,::1/128".parse().unwrap(),
-        secret: Some("test-secret-test-secret-test-secret-0123".into()),
-        responses: None,
-        no_fake_local_ip: true,
-        cohort: 0,
-        queue_capacity: 16_384,
-        cookie_secure: false,
+    serve_args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--trusted-proxies",
+        "127.0.0.0/8,::1/128",
+        "--secret",
+        "test-secret-test-secret-test-secret-0123",
+        "--no-fake-local-ip",
+    ])
+}
+
+/// `button serve` settings parsed from flags, exactly as the binary does.
+pub fn serve_args(flags: &[&str]) -> ServeArgs {
+    use clap::Parser;
+    let cli = button::cli::Cli::try_parse_from(["button", "serve"].iter().chain(flags)).unwrap();
+    match cli.command {
+        Some(button::cli::Command::Serve(args)) => args,
+        _ => unreachable!("parsed `serve`"),
     }
 }
 

@@ -1,0 +1,224 @@
+//! The producer behind `serve` and `generate`: one `FutureProducer`, idempotent,
+//! `acks=all`, lz4-compressed, with a few milliseconds of linger so that concurrent
+//! presses share batches. A press is answered when its delivery report arrives.
+//!
+//! Failure handling: a full local queue is refused at once (`Overloaded`); a broker
+//! that does not confirm within `--delivery-timeout` fails the press (librdkafka's
+//! `message.timeout.ms`, so the library stops retrying it too). Readiness is false
+//! while the broker does not answer metadata requests or a delivery failed in the
+//! last few seconds; it comes back by itself, without a restart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+
+use super::KafkaArgs;
+use crate::domain::PressEvent;
+use crate::encoding::Encoder;
+use crate::publish::{Publish, PublishError};
+
+/// How long after a failed delivery the producer still reports itself unready.
+const UNREADY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// How often the broker is probed for `/readyz`.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Publishes events to a Kafka topic.
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    topic: String,
+    encoder: Encoder,
+    delivery_timeout: Duration,
+    health: Arc<Health>,
+    stop_probe: CancellationToken,
+}
+
+struct Health {
+    broker_answers: AtomicBool,
+    /// ms since `epoch` of the last failed delivery; 0 = none.
+    failed_at_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Health {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+    fn failed(&self) {
+        self.failed_at_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+    fn ready(&self) -> bool {
+        let failed = self.failed_at_ms.load(Ordering::Relaxed);
+        let recent_failure = failed != 0
+            && self.now_ms().saturating_sub(failed) < UNREADY_AFTER_FAILURE.as_millis() as u64;
+        self.broker_answers.load(Ordering::Relaxed) && !recent_failure
+    }
+}
+
+impl KafkaPublisher {
+    /// Connects a producer to `args`' brokers, writing `encoder`'s format.
+    pub fn new(
+        args: &KafkaArgs,
+        encoder: Encoder,
+        delivery_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut config = args.client_config()?;
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("compression.type", "lz4")
+            // A few ms of waiting lets concurrent presses share one produce request.
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            )
+            .set("queue.buffering.max.messages", "100000");
+        let producer: FutureProducer = config.create()?;
+        let health = Arc::new(Health {
+            broker_answers: AtomicBool::new(true),
+            failed_at_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
+        let stop_probe = CancellationToken::new();
+        tokio::spawn(probe(
+            producer.clone(),
+            args.topic.clone(),
+            health.clone(),
+            stop_probe.clone(),
+        ));
+        Ok(KafkaPublisher {
+            producer,
+            topic: args.topic.clone(),
+            encoder,
+            delivery_timeout,
+            health,
+            stop_probe,
+        })
+    }
+
+    /// Enqueues `event` and returns a future that resolves with its delivery. The
+    /// enqueue happens now, so events enqueued in order stay in order per session.
+    pub fn send(
+        &self,
+        event: &PressEvent,
+    ) -> Result<impl Future<Output = Result<(), PublishError>> + Send + use<>, PublishError> {
+        let key = event.session_id.hyphenated().to_string();
+        let payload = self.encoder.encode(event);
+        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        let delivery = match self.producer.send_result(record) {
+            Ok(d) => d,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                return Err(PublishError::Overloaded);
+            }
+            Err((e, _)) => {
+                self.health.failed();
+                return Err(PublishError::Unavailable(e.to_string()));
+            }
+        };
+        let health = self.health.clone();
+        // librdkafka gives up at message.timeout.ms; the margin only guards a lost report.
+        let bound = self.delivery_timeout + Duration::from_secs(1);
+        Ok(async move {
+            match tokio::time::timeout(bound, delivery).await {
+                Ok(Ok(Ok(_))) => Ok(()),
+                Ok(Ok(Err((e, _)))) => {
+                    health.failed();
+                    Err(PublishError::Unavailable(e.to_string()))
+                }
+                Ok(Err(_)) => Err(PublishError::Unavailable("the producer was closed".into())),
+                Err(_) => {
+                    health.failed();
+                    Err(PublishError::Timeout(bound))
+                }
+            }
+        })
+    }
+
+    /// Waits until everything enqueued is delivered or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}
+
+/// Asks the broker for the topic's metadata every few seconds, for `/readyz`.
+async fn probe(
+    producer: FutureProducer,
+    topic: String,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) {
+    loop {
+        let (p, t) = (producer.clone(), topic.clone());
+        let answered = tokio::task::spawn_blocking(move || {
+            p.client()
+                .fetch_metadata(Some(&t), Duration::from_secs(2))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if answered != health.broker_answers.swap(answered, Ordering::Relaxed) {
+            if answered {
+                tracing::info!("Kafka broker answers again");
+            } else {
+                tracing::warn!("Kafka broker does not answer");
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+        }
+    }
+}
+
+#[async_trait]
+impl Publish for KafkaPublisher {
+    async fn publish(&self, event: PressEvent) -> Result<(), PublishError> {
+        self.send(&event)?.await
+    }
+
+    fn is_ready(&self) -> bool {
+        self.health.ready()
+    }
+
+    async fn close(&self) {
+        self.stop_probe.cancel();
+        let producer = self.producer.clone();
+        let flushed =
+            tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::warn!("some events were still undelivered when the producer closed");
+        }
+    }
+}
+
+/// The encoder for `format`: with Avro, our schema is registered first (subject
+/// `<topic>-value`) and a registry that refuses it stops the start with its reason.
+pub async fn encoder(
+    format: crate::encoding::Format,
+    kafka: &KafkaArgs,
+    registry: &super::RegistryArgs,
+) -> anyhow::Result<Encoder> {
+    use anyhow::Context;
+    match format {
+        crate::encoding::Format::Json => Ok(Encoder::Json),
+        crate::encoding::Format::Avro => {
+            let registry = registry.registry().map_err(anyhow::Error::msg)?.context(
+                "--format avro needs a schema registry: pass --schema-registry-url \
+                 (or set BUTTON_SCHEMA_REGISTRY_URL or SCHEMA_REGISTRY_URI)",
+            )?;
+            let subject = super::registry::value_subject(&kafka.topic);
+            let schema_id = registry
+                .register(&subject, crate::encoding::avro::SCHEMA_JSON)
+                .await
+                .with_context(|| format!("cannot register the event schema under {subject}"))?;
+            tracing::info!(%subject, schema_id, "Avro schema registered");
+            Ok(Encoder::Avro { schema_id })
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! A Confluent-compatible schema registry client (Karapace on Aiven, Confluent
+//! Schema Registry, Redpanda): registers our Avro schema under `<topic>-value` and
+//! fetches writer schemas by id, cached (ids are immutable).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use clap::Args;
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// A registry address; credentials in the URL (`https://user:pass@host`) are split
+/// off and kept secret, so printing the settings never shows them.
+#[derive(Clone)]
+pub struct RegistryUrl {
+    url: Url,
+    user: Option<String>,
+    password: Option<SecretString>,
+}
+
+impl std::fmt::Debug for RegistryUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegistryUrl({})", self.url)
+    }
+}
+
+impl std::str::FromStr for RegistryUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("the schema registry URL must be http:// or https://".into());
+        }
+        let user = (!url.username().is_empty()).then(|| url.username().to_owned());
+        let password = url.password().map(|p| SecretString::from(p.to_owned()));
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Ok(RegistryUrl {
+            url,
+            user,
+            password,
+        })
+    }
+}
+
+/// Schema registry settings.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Confluent-compatible schema registry, `https://user:password@host:port`.
+    /// Also read from the original app's SCHEMA_REGISTRY_URI.
+    #[arg(
+        long = "schema-registry-url",
+        env = "BUTTON_SCHEMA_REGISTRY_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<RegistryUrl>,
+}
+
+impl RegistryArgs {
+    /// The registry from the flag, `BUTTON_SCHEMA_REGISTRY_URL` or `SCHEMA_REGISTRY_URI`.
+    pub fn registry(&self) -> Result<Option<SchemaRegistry>, String> {
+        let url = match &self.url {
+            Some(u) => Some(u.clone()),
+            None => match std::env::var("SCHEMA_REGISTRY_URI") {
+                Ok(s) if !s.trim().is_empty() => Some(s.parse()?),
+                _ => None,
+            },
+        };
+        Ok(url.map(SchemaRegistry::new))
+    }
+}
+
+/// What the registry said.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Could not talk to it.
+    #[error("cannot reach the schema registry at {url}: {source}")]
+    Http {
+        /// Where.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// It answered with an error.
+    #[error("the schema registry refused ({status}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The registry's own explanation.
+        message: String,
+    },
+    /// It returned a schema that does not parse.
+    #[error("schema {id} from the registry is not valid Avro: {reason}")]
+    BadSchema {
+        /// Schema id.
+        id: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A registry client. Cheap to clone.
+#[derive(Clone)]
+pub struct SchemaRegistry {
+    url: RegistryUrl,
+    http: reqwest::Client,
+    cache: Arc<Mutex<HashMap<u32, Arc<Schema>>>>,
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    id: u32,
+}
+
+#[derive(Deserialize)]
+struct Fetched {
+    schema: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+}
+
+impl SchemaRegistry {
+    /// A client for `url`.
+    pub fn new(url: RegistryUrl) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client with default TLS builds");
+        SchemaRegistry {
+            url,
+            http,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut url = self.url.url.clone();
+        url.set_path(&format!("{}{}", url.path().trim_end_matches('/'), path));
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("accept", CONTENT_TYPE);
+        if let Some(user) = &self.url.user {
+            req = req.basic_auth(
+                user,
+                self.url
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose_secret().to_owned()),
+            );
+        }
+        req
+    }
+
+    async fn send<T: for<'de> Deserialize<'de>>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, RegistryError> {
+        let http = |source| RegistryError::Http {
+            url: self.url.url.to_string(),
+            source,
+        };
+        let res = req.send().await.map_err(http)?;
+        let status = res.status();
+        if !status.is_success() {
+            let text = res.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<ErrorBody>(&text)
+                .ok()
+                .and_then(|b| b.message)
+                .unwrap_or(text);
+            return Err(RegistryError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        res.json().await.map_err(http)
+    }
+
+    /// Registers `schema` (Avro JSON) under `subject`; returns its id. Registering
+    /// the same schema again returns the same id.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let req = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/subjects/{subject}/versions"),
+            )
+            .header("content-type", CONTENT_TYPE)
+            .json(&serde_json::json!({ "schema": schema }));
+        Ok(self.send::<Registered>(req).await?.id)
+    }
+
+    /// The schema with `id`, fetched once and cached.
+    pub async fn schema(&self, id: u32) -> Result<Arc<Schema>, RegistryError> {
+        if let Some(s) = self.cache.lock().await.get(&id) {
+            return Ok(s.clone());
+        }
+        let req = self.request(reqwest::Method::GET, &format!("/schemas/ids/{id}"));
+        let fetched: Fetched = self.send(req).await?;
+        let schema = Schema::parse_str(&fetched.schema).map_err(|e| RegistryError::BadSchema {
+            id,
+            reason: e.to_string(),
+        })?;
+        let schema = Arc::new(schema);
+        self.cache.lock().await.insert(id, schema.clone());
+        Ok(schema)
+    }
+}
+
+/// The subject our value schema is registered under (TopicNameStrategy).
+pub fn value_subject(topic: &str) -> String {
+    format!("{topic}-value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_split_off_the_url_and_never_printed() {
+        let u: RegistryUrl = "https://avnadmin:s3cr3t-pw@registry.example:13044"
+            .parse()
+            .unwrap();
+        assert_eq!(u.user.as_deref(), Some("avnadmin"));
+        assert_eq!(u.password.as_ref().unwrap().expose_secret(), "s3cr3t-pw");
+        let shown = format!("{u:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("avnadmin"),
+            "{shown}"
+        );
+        assert!("ftp://x".parse::<RegistryUrl>().is_err());
+    }
+}
