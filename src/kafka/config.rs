@@ -76,6 +76,10 @@ pub struct KafkaArgs {
     #[arg(long = "kafka-username", env = "BUTTON_KAFKA_USERNAME")]
     pub username: Option<String>,
 
+    /// librdkafka debug contexts to log, e.g. `broker,msg,eos` (troubleshooting).
+    #[arg(long = "kafka-debug", env = "BUTTON_KAFKA_DEBUG")]
+    pub debug: Option<String>,
+
     /// SASL password for `sasl_ssl`.
     #[arg(long = "kafka-password", env = "BUTTON_KAFKA_PASSWORD", hide_env_values = true, value_parser = secret)]
     pub password: Option<SecretString>,
@@ -144,6 +148,9 @@ impl KafkaArgs {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &brokers)
             .set("client.id", "button");
+        if let Some(debug) = &self.debug {
+            c.set("debug", debug);
+        }
         let mode = match self.security {
             Security::Plaintext => "plaintext",
             Security::Ssl => "ssl",

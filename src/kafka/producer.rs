@@ -6,13 +6,16 @@
 //! that does not confirm within `--delivery-timeout` fails the press (librdkafka's
 //! `message.timeout.ms`, so the library stops retrying it too). Readiness is false
 //! while the broker does not answer metadata requests or a delivery failed in the
-//! last few seconds; it comes back by itself, without a restart.
+//! last few seconds; it comes back by itself, without a restart. A producer that
+//! hit a fatal error (for example fenced by the broker after an outage) is replaced
+//! by a new one, so service resumes by itself.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
@@ -30,12 +33,62 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Publishes events to a Kafka topic.
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    shared: Arc<Shared>,
     topic: String,
     encoder: Encoder,
     delivery_timeout: Duration,
-    health: Arc<Health>,
     stop_probe: CancellationToken,
+}
+
+/// What deliveries and the probe share with the publisher.
+struct Shared {
+    producer: RwLock<FutureProducer>,
+    config: ClientConfig,
+    health: Health,
+}
+
+impl Shared {
+    fn current(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces `failed` with a new producer when it cannot produce again: after a
+    /// fatal error, or when the broker keeps rejecting its producer id (some
+    /// Kafka-compatible brokers fence a producer whose epoch librdkafka bumped after
+    /// a timeout). Only the first caller to notice replaces it.
+    fn recover(&self, failed: &FutureProducer, error: &KafkaError) {
+        let stuck = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            )
+        );
+        let (code, reason) = match failed.client().fatal_error() {
+            Some(fatal) => fatal,
+            None if stuck => (
+                error.rdkafka_error_code().expect("matched above"),
+                error.to_string(),
+            ),
+            None => return,
+        };
+        let mut slot = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        if slot.client().native_ptr() != failed.client().native_ptr() {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(%code, %reason, "the Kafka producer hit a fatal error; replaced it");
+                *slot = fresh;
+            }
+            Err(e) => tracing::error!(%code, "cannot replace the failed Kafka producer: {e}"),
+        }
+    }
 }
 
 struct Health {
@@ -80,24 +133,26 @@ impl KafkaPublisher {
             )
             .set("queue.buffering.max.messages", "100000");
         let producer: FutureProducer = config.create()?;
-        let health = Arc::new(Health {
-            broker_answers: AtomicBool::new(true),
-            failed_at_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
+        let shared = Arc::new(Shared {
+            producer: RwLock::new(producer),
+            config,
+            health: Health {
+                broker_answers: AtomicBool::new(true),
+                failed_at_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
+            },
         });
         let stop_probe = CancellationToken::new();
         tokio::spawn(probe(
-            producer.clone(),
+            shared.clone(),
             args.topic.clone(),
-            health.clone(),
             stop_probe.clone(),
         ));
         Ok(KafkaPublisher {
-            producer,
+            shared,
             topic: args.topic.clone(),
             encoder,
             delivery_timeout,
-            health,
             stop_probe,
         })
     }
@@ -111,29 +166,32 @@ impl KafkaPublisher {
         let key = event.session_id.hyphenated().to_string();
         let payload = self.encoder.encode(event);
         let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
-        let delivery = match self.producer.send_result(record) {
+        let producer = self.shared.current();
+        let delivery = match producer.send_result(record) {
             Ok(d) => d,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 return Err(PublishError::Overloaded);
             }
             Err((e, _)) => {
-                self.health.failed();
+                self.shared.health.failed();
+                self.shared.recover(&producer, &e);
                 return Err(PublishError::Unavailable(e.to_string()));
             }
         };
-        let health = self.health.clone();
+        let shared = self.shared.clone();
         // librdkafka gives up at message.timeout.ms; the margin only guards a lost report.
         let bound = self.delivery_timeout + Duration::from_secs(1);
         Ok(async move {
             match tokio::time::timeout(bound, delivery).await {
                 Ok(Ok(Ok(_))) => Ok(()),
                 Ok(Ok(Err((e, _)))) => {
-                    health.failed();
+                    shared.health.failed();
+                    shared.recover(&producer, &e);
                     Err(PublishError::Unavailable(e.to_string()))
                 }
                 Ok(Err(_)) => Err(PublishError::Unavailable("the producer was closed".into())),
                 Err(_) => {
-                    health.failed();
+                    shared.health.failed();
                     Err(PublishError::Timeout(bound))
                 }
             }
@@ -142,19 +200,15 @@ impl KafkaPublisher {
 
     /// Waits until everything enqueued is delivered or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(timeout)
+        self.shared.current().flush(timeout)
     }
 }
 
 /// Asks the broker for the topic's metadata every few seconds, for `/readyz`.
-async fn probe(
-    producer: FutureProducer,
-    topic: String,
-    health: Arc<Health>,
-    stop: CancellationToken,
-) {
+async fn probe(shared: Arc<Shared>, topic: String, stop: CancellationToken) {
+    let health = &shared.health;
     loop {
-        let (p, t) = (producer.clone(), topic.clone());
+        let (p, t) = (shared.current(), topic.clone());
         let answered = tokio::task::spawn_blocking(move || {
             p.client()
                 .fetch_metadata(Some(&t), Duration::from_secs(2))
@@ -183,12 +237,12 @@ impl Publish for KafkaPublisher {
     }
 
     fn is_ready(&self) -> bool {
-        self.health.ready()
+        self.shared.health.ready()
     }
 
     async fn close(&self) {
         self.stop_probe.cancel();
-        let producer = self.producer.clone();
+        let producer = self.shared.current();
         let flushed =
             tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
         if !matches!(flushed, Ok(Ok(()))) {

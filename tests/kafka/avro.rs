@@ -1,0 +1,98 @@
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::api::{spawn_app_with, test_args};
+use crate::helpers::{broker, kafka_args, new_topic, read_topic, start_registry};
+use button::encoding::{self, Format};
+use button::kafka::SchemaRegistry;
+
+#[tokio::test]
+async fn avro_records_decode_with_the_schema_fetched_from_the_registry() {
+    let Some(broker) = broker() else { return };
+    let topic = new_topic(&broker).await;
+    let registry = start_registry().await;
+    let url = registry.url.clone();
+    let app = spawn_app_with(|a| {
+        a.kafka = kafka_args(&broker, &topic);
+        a.format = Format::Avro;
+        a.registry.url = Some(url.parse().unwrap());
+    })
+    .await;
+    let mut v = app.visitor("81.2.69.142");
+    let r = v.press().await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let subjects: Vec<_> = registry
+        .schemas
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(s, _)| s.clone())
+        .collect();
+    assert_eq!(subjects, vec![format!("{topic}-value")]);
+
+    let records = read_topic(&broker, &topic, 1, Duration::from_secs(20));
+    assert_eq!(records.len(), 1);
+    let bytes = &records[0].value;
+    let (schema_id, _) = encoding::avro::unframe(bytes).unwrap();
+    assert_eq!(schema_id, 100, "the id the registry returned");
+    let client = SchemaRegistry::new(registry.url.parse().unwrap());
+    let writer = client.schema(schema_id).await.unwrap();
+    let event = encoding::avro::decode(bytes, Some(&writer)).unwrap();
+    assert_eq!(Some(event.event_id), r.event_id());
+    assert_eq!(event.location.country_code, "GB");
+    assert_eq!(event.session_id.to_string(), v.session_id());
+
+    // The same event in JSON carries exactly the same fields and values.
+    let via_json = encoding::json::decode(&encoding::json::encode(&event)).unwrap();
+    assert_eq!(via_json, event);
+    assert_eq!(
+        button::tail::decode(bytes, Some(&client)).await.unwrap(),
+        event
+    );
+}
+
+#[tokio::test]
+async fn a_registry_that_refuses_the_schema_stops_the_start_with_its_reason() {
+    let Some(broker) = broker() else { return };
+    let topic = new_topic(&broker).await;
+    let registry = start_registry().await;
+    *registry.refuse.lock().unwrap() = true;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = test_args(dir.path().to_path_buf());
+    args.kafka = kafka_args(&broker, &topic);
+    args.format = Format::Avro;
+    args.registry.url = Some(registry.url.parse().unwrap());
+
+    let err = button::web::Server::build(&args)
+        .await
+        .err()
+        .expect("start refused");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("Incompatible schema, compatibility_mode=BACKWARD"),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("{topic}-value")), "{msg}");
+}
+
+#[tokio::test]
+async fn avro_without_a_registry_is_a_clear_error() {
+    let Some(broker) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = test_args(dir.path().to_path_buf());
+    args.kafka = kafka_args(&broker, "whatever");
+    args.format = Format::Avro;
+    if std::env::var_os("SCHEMA_REGISTRY_URI").is_some() {
+        return;
+    }
+    let err = button::web::Server::build(&args)
+        .await
+        .err()
+        .expect("start refused");
+    assert!(
+        format!("{err:#}").contains("--schema-registry-url"),
+        "{err:#}"
+    );
+}
