@@ -44,6 +44,17 @@ pub enum Command {
     Tail(crate::tail::TailArgs),
     /// Generate synthetic sessions, to Kafka or over HTTP to a running server.
     Generate(crate::generate::GenerateArgs),
+    /// Consume the topic into PostgreSQL and/or ClickHouse, effectively once.
+    Sink(crate::sink::SinkArgs),
+}
+
+/// Stores `serve` can read statistics from when events go to Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsFrom {
+    /// The ClickHouse store the sink writes to.
+    Clickhouse,
+    /// The PostgreSQL store the sink writes to.
+    Postgres,
 }
 
 /// Settings of `button serve`.
@@ -105,6 +116,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
 
+    /// With Kafka: the store `/stats` reads from (written by `button sink`).
+    #[arg(long, env = "BUTTON_STATS_FROM", value_enum)]
+    pub stats_from: Option<StatsFrom>,
+
+    /// PostgreSQL, for `--stats-from postgres`.
+    #[command(flatten)]
+    pub postgres: crate::store::postgres::PgArgs,
+
+    /// ClickHouse, for `--stats-from clickhouse`.
+    #[command(flatten)]
+    pub clickhouse: crate::store::clickhouse::ChArgs,
+
     /// How long a press waits for the broker's confirmation before the visitor is
     /// asked to try again.
     #[arg(long, env = "BUTTON_DELIVERY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -150,6 +173,27 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_url_flag_reaches_its_own_field() {
+        let cli = Cli::try_parse_from([
+            "button",
+            "sink",
+            "--schema-registry-url",
+            "http://registry:8081",
+            "--postgres-url",
+            "postgres://pg/db",
+            "--clickhouse-url",
+            "http://ch:8123",
+        ])
+        .unwrap();
+        let Some(Command::Sink(s)) = cli.command else {
+            panic!("not sink")
+        };
+        assert_eq!(s.postgres.url().as_deref(), Some("postgres://pg/db"));
+        assert_eq!(s.clickhouse.url().as_deref(), Some("http://ch:8123"));
+        assert!(format!("{:?}", s.registry.url).contains("registry:8081"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod publish;
 pub mod replies;
 pub mod session;
 pub mod shutdown;
+pub mod sink;
 pub mod stats;
 pub mod store;
 pub mod tail;

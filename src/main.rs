@@ -22,6 +22,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Migrate(args)) => button::migrate::run(args).await,
         Some(Command::Tail(args)) => button::tail::run(args, shutdown).await,
         Some(Command::Generate(args)) => button::generate::run(args, shutdown).await,
+        Some(Command::Sink(args)) => button::sink::run(args, shutdown).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

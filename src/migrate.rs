@@ -1,15 +1,19 @@
-//! `button migrate`: creates what the pipeline needs, or checks that it is there.
-//! Safe to run twice, and concurrently.
+//! `button migrate`: creates what the pipeline needs, or checks that it is there:
+//! the Kafka topic, and the PostgreSQL and ClickHouse schemas (versioned). Safe to
+//! run twice, and concurrently.
 
 use clap::Args;
 
 use crate::kafka::KafkaArgs;
-use crate::kafka::admin::{TopicState, ensure_topic};
+use crate::kafka::admin::{TopicState, dead_letter_topic, ensure_named_topic, ensure_topic};
+use crate::store::clickhouse::{ChArgs, ChStore};
+use crate::store::postgres::{PgArgs, PgStore};
 
 /// Settings of `button migrate`.
 #[derive(Debug, Clone, Args)]
 pub struct MigrateArgs {
-    /// Kafka connection: the topic is created when missing.
+    /// Kafka connection: the topic (and its dead-letter topic `<topic>.dlq`) are
+    /// created when missing.
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
@@ -20,6 +24,14 @@ pub struct MigrateArgs {
     /// Replication factor of a new topic (use 2 or 3 on a managed cluster).
     #[arg(long, default_value_t = 1)]
     pub replication_factor: i32,
+
+    /// PostgreSQL: the schema is created or upgraded.
+    #[command(flatten)]
+    pub postgres: PgArgs,
+
+    /// ClickHouse: the schema is created or upgraded.
+    #[command(flatten)]
+    pub clickhouse: ChArgs,
 }
 
 /// `button migrate`.
@@ -28,6 +40,11 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     if args.kafka.brokers().is_some() {
         did_something = true;
         let topic = &args.kafka.topic;
+        let dlq = dead_letter_topic(topic);
+        match ensure_named_topic(&args.kafka, &dlq, 1, args.replication_factor).await? {
+            TopicState::Created => tracing::info!(topic = %dlq, "dead-letter topic created"),
+            TopicState::Existed { .. } => tracing::info!(topic = %dlq, "dead-letter topic exists"),
+        }
         match ensure_topic(&args.kafka, args.partitions, args.replication_factor).await? {
             TopicState::Created => tracing::info!(
                 %topic,
@@ -48,9 +65,19 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(url) = args.postgres.url() {
+        did_something = true;
+        PgStore::connect(&url).await?.migrate().await?;
+        tracing::info!("PostgreSQL schema is up to date");
+    }
+    if let Some(url) = args.clickhouse.url() {
+        did_something = true;
+        ChStore::connect(&url).await?.migrate().await?;
+        tracing::info!("ClickHouse schema is up to date");
+    }
     anyhow::ensure!(
         did_something,
-        "nothing to migrate: pass --kafka-brokers HOST:PORT"
+        "nothing to migrate: pass --kafka-brokers, --postgres-url and/or --clickhouse-url"
     );
     Ok(())
 }

@@ -27,20 +27,31 @@ pub async fn ensure_topic(
     partitions: i32,
     replication: i32,
 ) -> anyhow::Result<TopicState> {
+    ensure_named_topic(args, &args.topic, partitions, replication).await
+}
+
+/// The dead-letter topic of `topic`.
+pub fn dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
+}
+
+/// Creates `name` with `partitions` and `replication` unless it exists.
+pub async fn ensure_named_topic(
+    args: &KafkaArgs,
+    name: &str,
+    partitions: i32,
+    replication: i32,
+) -> anyhow::Result<TopicState> {
     let admin: AdminClient<DefaultClientContext> = args.client_config()?.create()?;
-    if let Some(n) = partition_count(&admin, &args.topic)? {
+    if let Some(n) = partition_count(&admin, name)? {
         return Ok(TopicState::Existed { partitions: n });
     }
-    let topic = NewTopic::new(
-        &args.topic,
-        partitions,
-        TopicReplication::Fixed(replication),
-    );
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics([&topic], &opts)
         .await
-        .with_context(|| format!("cannot create topic {}", args.topic))?;
+        .with_context(|| format!("cannot create topic {name}"))?;
     for r in results {
         match r {
             Ok(_) => {}

@@ -54,6 +54,7 @@ pub struct RegistryArgs {
     /// Confluent-compatible schema registry, `https://user:password@host:port`.
     /// Also read from the original app's SCHEMA_REGISTRY_URI.
     #[arg(
+        id = "schema_registry_url",
         long = "schema-registry-url",
         env = "BUTTON_SCHEMA_REGISTRY_URL",
         hide_env_values = true

@@ -1,5 +1,39 @@
-//! Stores that keep events and answer the statistics queries.
+//! Stores that keep events and answer the statistics queries: the embedded SQLite
+//! store, and the PostgreSQL and ClickHouse stores the sink writes to.
+//!
+//! Every store's `write` is idempotent on `event_id`: writing the same events again
+//! (a redelivered Kafka batch) changes nothing that the statistics queries return.
 
+pub mod clickhouse;
+pub mod postgres;
 pub mod sqlite;
 
+use async_trait::async_trait;
+
+use crate::domain::PressEvent;
+
 pub use sqlite::SqliteStore;
+
+/// Why a write failed, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{store}: {message}")]
+pub struct WriteError {
+    /// Which store.
+    pub store: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Connection trouble, timeouts, overload: retry. Bad data, schema mismatch:
+    /// retrying the same write cannot succeed.
+    pub retryable: bool,
+}
+
+/// A store the sink writes batches to.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Short name for logs ("postgres", "clickhouse").
+    fn name(&self) -> &'static str;
+
+    /// Writes `events` idempotently: on `Ok`, every event is stored exactly once
+    /// as far as the statistics queries can tell, however often it was written.
+    async fn write(&self, events: &[PressEvent]) -> Result<(), WriteError>;
+}

@@ -27,7 +27,7 @@ use uuid::Uuid;
 pub use error::AppError;
 pub use visitor::Visitor;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, StatsFrom};
 use crate::domain::{Action, PressEvent, TrustedProxies};
 use crate::geo::GeoDb;
 use crate::kafka::KafkaPublisher;
@@ -207,7 +207,24 @@ async fn pipeline(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Publish>, Arc<dyn
     let encoder = crate::kafka::producer::encoder(args.format, &args.kafka, &args.registry).await?;
     let producer = KafkaPublisher::new(&args.kafka, encoder, args.delivery_timeout)?;
     tracing::info!(topic = %args.kafka.topic, format = ?args.format, "producing events to Kafka");
-    Ok((Arc::new(producer), Arc::new(NoStatsStore)))
+    let stats: Arc<dyn StatsSource> = match args.stats_from {
+        None => Arc::new(NoStatsStore),
+        Some(StatsFrom::Postgres) => {
+            let url = args
+                .postgres
+                .url()
+                .context("--stats-from postgres needs --postgres-url")?;
+            Arc::new(crate::store::postgres::PgStore::connect(&url).await?)
+        }
+        Some(StatsFrom::Clickhouse) => {
+            let url = args
+                .clickhouse
+                .url()
+                .context("--stats-from clickhouse needs --clickhouse-url")?;
+            Arc::new(crate::store::clickhouse::ChStore::connect(&url).await?)
+        }
+    };
+    Ok((Arc::new(producer), stats))
 }
 
 /// Statistics when events go to Kafka and no store to read them back is configured.
@@ -217,7 +234,7 @@ struct NoStatsStore;
 impl StatsSource for NoStatsStore {
     async fn global(&self) -> Result<GlobalStats, StatsError> {
         Err(StatsError(
-            "events go to Kafka and no statistics store is configured".into(),
+            "events go to Kafka and no statistics store is configured (--stats-from)".into(),
         ))
     }
     async fn session_presses(&self, _: Uuid) -> Result<u64, StatsError> {

@@ -1,0 +1,238 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use button::domain::{Action, PressEvent};
+use button::stats::StatsSource;
+use button::store::clickhouse::ChStore;
+use button::store::postgres::PgStore;
+use tokio_util::sync::CancellationToken;
+
+/// Everything one test needs: a fresh topic, PostgreSQL database and ClickHouse
+/// database of its own.
+pub struct Env {
+    pub broker: String,
+    pub topic: String,
+    pub pg_url: String,
+    pub ch_url: String,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+pub async fn env() -> Option<Env> {
+    let (Some(broker), Some(pg), Some(ch)) = (
+        var("BUTTON_TEST_KAFKA"),
+        var("BUTTON_TEST_POSTGRES"),
+        var("BUTTON_TEST_CLICKHOUSE"),
+    ) else {
+        eprintln!("SKIPPED: BUTTON_TEST_KAFKA/POSTGRES/CLICKHOUSE not set; run scripts/test");
+        return None;
+    };
+    let topic = crate::kafka::new_topic(&broker).await;
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+
+    let (client, conn) = tokio_postgres::connect(&pg, tokio_postgres::NoTls)
+        .await
+        .expect("test PostgreSQL");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let pg_url = match pg.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => unreachable!("BUTTON_TEST_POSTGRES has a database path"),
+    };
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(&ch)
+        .body(format!("CREATE DATABASE {name}"))
+        .send()
+        .await
+        .expect("test ClickHouse");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let ch_url = format!("{}/?database={name}", ch.trim_end_matches('/'));
+
+    PgStore::connect(&pg_url)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    ChStore::connect(&ch_url)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    Some(Env {
+        broker,
+        topic,
+        pg_url,
+        ch_url,
+    })
+}
+
+impl Env {
+    /// `button sink` arguments for this environment.
+    pub fn sink_args(&self, extra: &[&str]) -> button::sink::SinkArgs {
+        use clap::Parser;
+        let mut argv = vec![
+            "button",
+            "sink",
+            "--kafka-brokers",
+            &self.broker,
+            "--topic",
+            &self.topic,
+            "--postgres-url",
+            &self.pg_url,
+            "--clickhouse-url",
+            &self.ch_url,
+            "--batch-max-wait",
+            "200ms",
+            "--progress-every",
+            "2s",
+            // A group of its own: tests run at once, and one group spanning several
+            // topics would rebalance every test's sink whenever another starts.
+            "--group",
+            &self.topic,
+        ];
+        argv.extend_from_slice(extra);
+        match button::cli::Cli::try_parse_from(argv).unwrap().command {
+            Some(button::cli::Command::Sink(s)) => s,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The same, as command-line flags for the binary.
+    pub fn sink_flags(&self, group: &str) -> Vec<String> {
+        [
+            "sink",
+            "--kafka-brokers",
+            &self.broker,
+            "--topic",
+            &self.topic,
+            "--postgres-url",
+            &self.pg_url,
+            "--clickhouse-url",
+            &self.ch_url,
+            "--group",
+            group,
+            "--batch-max-events",
+            "500",
+            "--batch-max-wait",
+            "100ms",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Runs a sink in this process until the returned token is cancelled.
+    pub fn spawn_sink(
+        &self,
+        extra: &[&str],
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(button::sink::run(self.sink_args(extra), stop.clone()));
+        (stop, task)
+    }
+
+    /// Produces `sessions` seeded sessions to the topic; returns the events.
+    pub async fn produce(&self, sessions: u64, seed: u64) -> Vec<PressEvent> {
+        use clap::Parser;
+        let s = sessions.to_string();
+        let sd = seed.to_string();
+        let argv = [
+            "button",
+            "generate",
+            "--kafka-brokers",
+            &self.broker,
+            "--topic",
+            &self.topic,
+            "--sessions",
+            &s,
+            "--seed",
+            &sd,
+        ];
+        let args = match button::cli::Cli::try_parse_from(argv).unwrap().command {
+            Some(button::cli::Command::Generate(g)) => g,
+            _ => unreachable!(),
+        };
+        let summary = button::generate::generate(&args, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(summary.errors, 0);
+        // The same seed makes the same events: rebuild them here to know what to expect.
+        let geo = button::geo::GeoDb::embedded().unwrap();
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(1_735_689_600);
+        let rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+        let mut maker = button::generate::SessionMaker::new(&geo, rng, start, 10);
+        let events: Vec<_> = (0..sessions)
+            .flat_map(|_| maker.next_session().events)
+            .collect();
+        assert_eq!(events.len() as u64, summary.events);
+        events
+    }
+
+    pub async fn pg(&self) -> Arc<PgStore> {
+        Arc::new(PgStore::connect(&self.pg_url).await.unwrap())
+    }
+
+    pub async fn ch(&self) -> Arc<ChStore> {
+        Arc::new(ChStore::connect(&self.ch_url).await.unwrap())
+    }
+}
+
+/// Presses per country, as the stats queries of a store count them.
+pub async fn counted(store: &dyn StatsSource) -> Vec<(String, u64)> {
+    let g = store.global().await.unwrap();
+    let mut v: Vec<_> = g
+        .by_country
+        .into_iter()
+        .map(|c| (c.country_code, c.presses))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Presses per country, computed from the events themselves.
+pub fn expected(events: &[PressEvent]) -> Vec<(String, u64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in events.iter().filter(|e| e.action == Action::PressButton) {
+        *m.entry(e.location.country_code.clone()).or_insert(0) += 1;
+    }
+    m.into_iter().collect()
+}
+
+/// Waits until both stores count `presses` presses; panics after `timeout`.
+pub async fn wait_for_total(env: &Env, presses: u64, timeout: Duration) {
+    let (pg, ch) = (env.pg().await, env.ch().await);
+    let until = Instant::now() + timeout;
+    loop {
+        let p = pg.global().await.map(|g| g.total).unwrap_or(0);
+        let c = ch.global().await.map(|g| g.total).unwrap_or(0);
+        if p >= presses && c >= presses {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "after {timeout:?}: postgres {p}, clickhouse {c}, want {presses}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `f` holds.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let until = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,332 @@
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use button::domain::Action;
+use button::stats::StatsSource;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::env::{counted, env, eventually, expected, wait_for_total};
+
+fn presses(events: &[button::domain::PressEvent]) -> u64 {
+    events
+        .iter()
+        .filter(|e| e.action == Action::PressButton)
+        .count() as u64
+}
+
+fn start_sink(flags: &[String]) -> Child {
+    // Logs go to a file named after the group, to read when a test fails.
+    let log = std::env::temp_dir().join(format!("button-sink-{}.log", flags[10]));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_button"))
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the sink starts")
+}
+
+async fn pg_total(env: &crate::env::Env) -> u64 {
+    env.pg().await.global().await.map(|g| g.total).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_killed_with_sigkill_mid_stream_and_restarted_loses_and_duplicates_nothing() {
+    let Some(env) = env().await else { return };
+    let events = env.produce(2000, 21).await;
+    let want = presses(&events);
+    let flags = env.sink_flags("kill-test");
+
+    let mut sink = start_sink(&flags);
+    eventually("some progress", Duration::from_secs(60), async || {
+        pg_total(&env).await > 0
+    })
+    .await;
+    sink.kill().unwrap(); // SIGKILL: the open batch and uncommitted offsets are lost
+    sink.wait().unwrap();
+    let at_kill = pg_total(&env).await;
+    assert!(
+        at_kill < want,
+        "the sink finished before it was killed ({at_kill} of {want})"
+    );
+    // Restart once the group has noticed the death (session timeout 10 s): the test
+    // broker (Tansu 0.6) can leave a member that joins while a dead one is still
+    // listed without partitions. Real Kafka rebalances either way.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    let mut sink = start_sink(&flags);
+    wait_for_total(&env, want, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sink.kill().unwrap();
+    sink.wait().unwrap();
+    assert_eq!(
+        counted(env.pg().await.as_ref()).await,
+        expected(&events),
+        "postgres"
+    );
+    assert_eq!(
+        counted(env.ch().await.as_ref()).await,
+        expected(&events),
+        "clickhouse"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sinks_share_the_topic_and_one_killed_midway_loses_nothing() {
+    let Some(env) = env().await else { return };
+    let events = env.produce(2000, 22).await;
+    let want = presses(&events);
+    let flags = env.sink_flags("pair-test");
+
+    let mut a = start_sink(&flags);
+    let mut b = start_sink(&flags);
+    eventually("some progress", Duration::from_secs(60), async || {
+        pg_total(&env).await > 0
+    })
+    .await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    // The survivor takes over the dead member's partitions after the session timeout.
+    wait_for_total(&env, want, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    b.kill().unwrap();
+    b.wait().unwrap();
+    assert_eq!(
+        counted(env.pg().await.as_ref()).await,
+        expected(&events),
+        "postgres"
+    );
+    assert_eq!(
+        counted(env.ch().await.as_ref()).await,
+        expected(&events),
+        "clickhouse"
+    );
+}
+
+/// A TCP proxy that can be cut (all connections dropped, new ones refused) and
+/// restored on the same port: a database "down for a while" without touching
+/// the shared test server.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (tx, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(tx);
+        let (u, g) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !u.load(Ordering::SeqCst) {
+                    drop(client); // refused while down
+                    continue;
+                }
+                let target = target.clone();
+                let mut cut = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {} // dropping both ends cuts the connection
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            up,
+            generation,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_down_for_a_while_pauses_the_sink_which_then_catches_up() {
+    let Some(mut env) = env().await else { return };
+    let events = env.produce(1500, 23).await;
+    let want = presses(&events);
+    // Route the sink's PostgreSQL connections through the proxy.
+    let pg = url_host_port(&env.pg_url);
+    let proxy = Proxy::start(pg.clone()).await;
+    let direct_pg = env.pg_url.clone();
+    env.pg_url = env
+        .pg_url
+        .replace(&pg, &format!("127.0.0.1:{}", proxy.port));
+    let (stop, sink) = env.spawn_sink(&["--batch-max-events", "300"]);
+    env.pg_url = direct_pg;
+
+    eventually("some progress", Duration::from_secs(60), async || {
+        pg_total(&env).await > 0
+    })
+    .await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !sink.is_finished(),
+        "the sink must wait for the database, not exit"
+    );
+    let during = pg_total(&env).await;
+    assert!(
+        during < want,
+        "everything was written before the outage ({during})"
+    );
+    proxy.restore();
+
+    wait_for_total(&env, want, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!sink.is_finished());
+    assert_eq!(
+        counted(env.pg().await.as_ref()).await,
+        expected(&events),
+        "postgres"
+    );
+    assert_eq!(
+        counted(env.ch().await.as_ref()).await,
+        expected(&events),
+        "clickhouse"
+    );
+    stop.cancel();
+    sink.await.unwrap().unwrap();
+}
+
+fn url_host_port(url: &str) -> String {
+    let after_at = url.split_once('@').map_or(url, |(_, r)| r);
+    let after_scheme = after_at.split_once("://").map_or(after_at, |(_, r)| r);
+    after_scheme.split('/').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_messages_go_to_the_dead_letter_topic_and_good_events_land() {
+    let Some(env) = env().await else { return };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &env.broker)
+        .create()
+        .unwrap();
+    let junk: [&[u8]; 3] = [
+        b"not json at all",
+        b"{\"event_id\": 42}",
+        &[0, 0, 0, 0, 1, 0xff, 0xff],
+    ];
+    for j in junk {
+        producer
+            .send(
+                FutureRecord::<str, [u8]>::to(&env.topic)
+                    .key("junk")
+                    .payload(j),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+    let events = env.produce(50, 24).await;
+    let (stop, sink) = env.spawn_sink(&[]);
+    wait_for_total(&env, presses(&events), Duration::from_secs(60)).await;
+
+    let dlq = format!("{}.dlq", env.topic);
+    let mut dead = Vec::new();
+    eventually("dead letters", Duration::from_secs(30), async || {
+        dead = crate::kafka::read_topic(&env.broker, &dlq, 3, Duration::from_secs(3));
+        dead.len() >= 3
+    })
+    .await;
+    assert_eq!(dead.len(), 3, "each bad message exactly once");
+    let values: HashSet<_> = dead.iter().map(|r| r.value.clone()).collect();
+    assert_eq!(values, junk.iter().map(|j| j.to_vec()).collect());
+    for r in &dead {
+        let error = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "error")
+            .expect("a reason header");
+        assert!(!error.1.is_empty());
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "source.topic" && v == env.topic.as_bytes())
+        );
+    }
+    assert_eq!(counted(env.pg().await.as_ref()).await, expected(&events));
+    assert_eq!(counted(env.ch().await.as_ref()).await, expected(&events));
+    stop.cancel();
+    sink.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_commits_the_offsets_and_exits_zero() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let Some(env) = env().await else { return };
+    let events = env.produce(200, 25).await;
+    let mut sink = start_sink(&env.sink_flags("sigterm-test"));
+    wait_for_total(&env, presses(&events), Duration::from_secs(60)).await;
+
+    let term = Command::new("kill")
+        .args(["-TERM", &sink.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = sink.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the sink did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+
+    // The group's committed offsets cover every message: a new member starts after them.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.broker)
+        .set("group.id", "sigterm-test")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition(&env.topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    let total: i64 = committed
+        .elements()
+        .iter()
+        .filter_map(|e| e.offset().to_raw())
+        .filter(|o| *o > 0)
+        .sum();
+    assert_eq!(
+        total as usize,
+        events.len(),
+        "committed offsets = messages in the topic"
+    );
+}

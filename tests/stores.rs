@@ -1,0 +1,739 @@
+//! The PostgreSQL and ClickHouse stores against real servers: the ones
+//! `scripts/test` starts (see `scripts/services.sh`), given by
+//! `BUTTON_TEST_POSTGRES` (postgres://...) and `BUTTON_TEST_CLICKHOUSE` (http://...).
+//! Without a variable, its tests print `SKIPPED: ...` and pass; with it, they must
+//! pass. Every test works in a database of its own.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use button::domain::{Action, Location, PressEvent};
+use button::generate::SessionMaker;
+use button::geo::GeoDb;
+use button::stats::{CountryPresses, GlobalStats, StatsSource};
+use button::store::EventStore;
+use button::store::clickhouse::ChStore;
+use button::store::postgres::PgStore;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use reqwest::Url;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+fn env_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.trim().is_empty() => Some(u),
+        _ => {
+            eprintln!("SKIPPED: {var} is not set; run scripts/test to start the server");
+            None
+        }
+    }
+}
+
+fn db_name() -> String {
+    format!("test_{}", Uuid::new_v4().simple())
+}
+
+/// A new PostgreSQL database on the test server; its URL.
+async fn new_pg_db(base: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+        .await
+        .expect("connect to BUTTON_TEST_POSTGRES");
+    tokio::spawn(conn);
+    let name = db_name();
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let mut url = Url::parse(base).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// A new ClickHouse database on the test server; its URL.
+async fn new_ch_db(base: &str) -> String {
+    let name = db_name();
+    ch_sql(base, &format!("CREATE DATABASE {name}")).await;
+    let mut url = Url::parse(base).unwrap();
+    url.query_pairs_mut().append_pair("database", &name);
+    url.to_string()
+}
+
+/// Runs `sql` on the ClickHouse server at `url` (its `database` parameter applies).
+async fn ch_sql(url: &str, sql: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .body(sql.to_owned())
+        .send()
+        .await
+        .expect("ClickHouse answers");
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert!(status.is_success(), "{sql}: HTTP {status}: {body}");
+    body
+}
+
+async fn pg_one(url: &str, sql: &str) -> i64 {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+const START_S: u64 = 1_700_000_000;
+
+/// At least `n` events from whole synthetic sessions, reproducibly.
+fn generate(n: usize, seed: u64) -> Vec<PressEvent> {
+    let geo = GeoDb::embedded().expect("the embedded geo database");
+    let start = UNIX_EPOCH + Duration::from_secs(START_S);
+    let mut maker = SessionMaker::new(&geo, StdRng::seed_from_u64(seed), start, 8);
+    let mut events = Vec::with_capacity(n + 16);
+    while events.len() < n {
+        events.extend(maker.next_session().events);
+    }
+    events
+}
+
+/// Presses with awkward text: quotes and backslashes must survive every store.
+fn awkward_events() -> Vec<PressEvent> {
+    let at = UNIX_EPOCH + Duration::from_secs(START_S + 10);
+    let session = Uuid::new_v4();
+    let location = Location {
+        country_code: "Q'\\".into(),
+        country_name: "Côte d'Ivoire \\ \"quoted\" 'x'".into(),
+        subdivision_name: "It's".into(),
+        subdivision_code: "\\N".into(),
+        city_name: "Tab\there\nnewline".into(),
+        latitude: Some(-12.5),
+        longitude: None,
+    };
+    (0..3)
+        .map(|_| PressEvent::new(Action::PressButton, session, location.clone(), Some(7), at))
+        .collect()
+}
+
+/// What the statistics must say about `events` (whatever the duplicates).
+struct Expected {
+    distinct: usize,
+    global: GlobalStats,
+    sessions: HashMap<Uuid, u64>,
+    /// Presses per country at or after `since`.
+    since: i64,
+    recent: BTreeMap<String, u64>,
+}
+
+fn expected(events: &[PressEvent]) -> Expected {
+    let mut seen = HashSet::new();
+    let distinct: Vec<&PressEvent> = events.iter().filter(|e| seen.insert(e.event_id)).collect();
+    let presses: Vec<&&PressEvent> = distinct
+        .iter()
+        .filter(|e| e.action == Action::PressButton)
+        .collect();
+    let mut timestamps: Vec<i64> = presses.iter().map(|e| e.timestamp).collect();
+    timestamps.sort_unstable();
+    let since = timestamps[timestamps.len() / 2];
+    let mut by_country: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut sessions = HashMap::new();
+    let mut recent = BTreeMap::new();
+    for e in &presses {
+        let l = &e.location;
+        by_country
+            .entry(l.country_code.clone())
+            .or_insert_with(|| (l.country_name.clone(), 0))
+            .1 += 1;
+        *sessions.entry(e.session_id).or_insert(0) += 1;
+        if e.timestamp >= since {
+            *recent.entry(l.country_code.clone()).or_insert(0) += 1;
+        }
+    }
+    let mut by_country: Vec<CountryPresses> = by_country
+        .into_iter()
+        .map(|(country_code, (country_name, presses))| CountryPresses {
+            country_code,
+            country_name,
+            presses,
+        })
+        .collect();
+    by_country.sort_by(|a, b| {
+        b.presses
+            .cmp(&a.presses)
+            .then_with(|| a.country_code.cmp(&b.country_code))
+    });
+    Expected {
+        distinct: distinct.len(),
+        global: GlobalStats {
+            total: presses.len() as u64,
+            by_country,
+        },
+        sessions,
+        since,
+        recent,
+    }
+}
+
+/// Writes `events` as a sink facing redeliveries would: every batch at least
+/// once, some twice, overlapping, and one batch holding the same event twice.
+async fn write_with_duplicates(store: &dyn EventStore, events: &[PressEvent]) {
+    let n = events.len();
+    let (a, b) = (n * 3 / 4, n / 2);
+    store.write(&events[..a]).await.unwrap();
+    store.write(&events[..a]).await.unwrap(); // redelivered as is
+    store.write(&events[b..]).await.unwrap(); // overlapping the first
+    let mut twice = events[..10].to_vec();
+    twice.extend_from_slice(&events[..10]);
+    store.write(&twice).await.unwrap(); // duplicates inside one batch
+    store.write(&[]).await.unwrap();
+}
+
+/// Checks every statistics query of `store` against `want`; returns its global stats.
+async fn check_stats(store: &dyn StatsSource, want: &Expected, name: &str) -> GlobalStats {
+    let global = store.global().await.unwrap();
+    assert_eq!(global.total, want.global.total, "{name}: total presses");
+    assert_eq!(
+        global.by_country, want.global.by_country,
+        "{name}: presses by country"
+    );
+    let mut checked = 0;
+    for (session, presses) in want.sessions.iter().take(50) {
+        assert_eq!(
+            store.session_presses(*session).await.unwrap(),
+            *presses,
+            "{name}: presses in session {session}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0);
+    assert_eq!(store.session_presses(Uuid::new_v4()).await.unwrap(), 0);
+    for c in &want.global.by_country {
+        let code = &c.country_code;
+        assert_eq!(
+            store.country_presses_since(code, 0).await.unwrap(),
+            c.presses,
+            "{name}: all presses from {code}"
+        );
+        assert_eq!(
+            store.country_presses_since(code, want.since).await.unwrap(),
+            want.recent.get(code).copied().unwrap_or(0),
+            "{name}: presses from {code} since {}",
+            want.since
+        );
+        assert_eq!(
+            store.country_presses_since(code, i64::MAX).await.unwrap(),
+            0,
+            "{name}: presses from {code} in the future"
+        );
+    }
+    assert_eq!(store.country_presses_since("ZZ", 0).await.unwrap(), 0);
+    global
+}
+
+fn test_events() -> Vec<PressEvent> {
+    let mut events = generate(2_000, 42);
+    events.extend(awkward_events());
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_migrates_writes_idempotently_and_counts_exactly() {
+    let Some(base) = env_url("BUTTON_TEST_POSTGRES") else {
+        return;
+    };
+    let url = new_pg_db(&base).await;
+    // Concurrent migrations on an empty database, then again one by one.
+    let (a, b) = (
+        PgStore::connect(&url).await.unwrap(),
+        PgStore::connect(&url).await.unwrap(),
+    );
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.unwrap();
+    rb.unwrap();
+    a.migrate().await.unwrap();
+    a.migrate().await.unwrap();
+    assert_eq!(
+        pg_one(&url, "SELECT count(*) FROM button_schema_migrations").await,
+        1
+    );
+
+    let events = test_events();
+    let want = expected(&events);
+    write_with_duplicates(&a, &events).await;
+    assert_eq!(
+        pg_one(&url, "SELECT count(*) FROM button_presses").await,
+        want.distinct as i64
+    );
+    check_stats(&a, &want, "postgres").await;
+    // The other store instance (its own connections) sees the same.
+    check_stats(&b, &want, "postgres (second instance)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
+    let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") else {
+        return;
+    };
+    let url = new_ch_db(&base).await;
+    let (a, b) = (
+        ChStore::connect(&url).await.unwrap(),
+        ChStore::connect(&url).await.unwrap(),
+    );
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.unwrap();
+    rb.unwrap();
+    a.migrate().await.unwrap();
+    a.migrate().await.unwrap();
+    assert_eq!(
+        ch_sql(
+            &url,
+            "SELECT groupArray(version) FROM (SELECT DISTINCT version FROM button_schema_migrations)"
+        )
+        .await
+        .trim(),
+        "[1]"
+    );
+
+    let events = test_events();
+    let want = expected(&events);
+    write_with_duplicates(&a, &events).await;
+    // Duplicates are rows until merges collapse them; FINAL collapses them now.
+    let distinct = ch_sql(&url, "SELECT count() FROM button_presses FINAL").await;
+    assert_eq!(distinct.trim(), want.distinct.to_string());
+    let rows: usize = ch_sql(&url, "SELECT count() FROM button_presses")
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(rows >= want.distinct);
+    check_stats(&a, &want, "clickhouse").await;
+    // After merges, the same figures.
+    ch_sql(&url, "OPTIMIZE TABLE button_presses FINAL").await;
+    ch_sql(&url, "OPTIMIZE TABLE presses_by_country FINAL").await;
+    check_stats(&b, &want, "clickhouse (after merges)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_stores_agree_on_every_figure() {
+    let (Some(pg), Some(ch)) = (
+        env_url("BUTTON_TEST_POSTGRES"),
+        env_url("BUTTON_TEST_CLICKHOUSE"),
+    ) else {
+        return;
+    };
+    let pg = PgStore::connect(&new_pg_db(&pg).await).await.unwrap();
+    let ch = ChStore::connect(&new_ch_db(&ch).await).await.unwrap();
+    pg.migrate().await.unwrap();
+    ch.migrate().await.unwrap();
+    let events = generate(3_000, 7);
+    let want = expected(&events);
+    for chunk in events.chunks(700) {
+        // Each chunk twice, as after a sink crash between write and commit.
+        for _ in 0..2 {
+            pg.write(chunk).await.unwrap();
+            ch.write(chunk).await.unwrap();
+        }
+    }
+    let from_pg = pg.global().await.unwrap();
+    let from_ch = ch.global().await.unwrap();
+    assert_eq!(from_pg, from_ch);
+    assert_eq!(from_pg, want.global);
+    for c in &want.global.by_country {
+        assert_eq!(
+            pg.country_presses_since(&c.country_code, want.since)
+                .await
+                .unwrap(),
+            ch.country_presses_since(&c.country_code, want.since)
+                .await
+                .unwrap()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_that_retrying_cannot_fix_say_so() {
+    if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
+        // No migration: the table does not exist (a schema error).
+        let store = PgStore::connect(&new_pg_db(&base).await).await.unwrap();
+        let err = store.write(&generate(5, 1)).await.unwrap_err();
+        eprintln!("expected error: {err}");
+        assert!(!err.retryable, "{err}");
+        assert!(err.message.contains("button_presses"), "{err}");
+        store.migrate().await.unwrap();
+        // Text PostgreSQL cannot store (a data error).
+        let mut bad = generate(5, 2);
+        bad[0].location.city_name = "nul\0byte".into();
+        let err = store.write(&bad).await.unwrap_err();
+        eprintln!("expected error: {err}");
+        assert!(!err.retryable, "{err}");
+        // The connection is still good: the next write succeeds.
+        store.write(&generate(5, 3)).await.unwrap();
+        // The password never shows, the host does.
+        let mut url = Url::parse(&base).unwrap();
+        url.set_password(Some("hunter2-secret")).unwrap();
+        url.set_port(Some(1)).unwrap();
+        let err = PgStore::connect(url.as_str()).await.unwrap_err();
+        let msg = format!("{err:#}");
+        eprintln!("expected error: {msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(msg.contains("127.0.0.1:1"), "{msg}");
+    }
+    if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
+        let store = ChStore::connect(&new_ch_db(&base).await).await.unwrap();
+        let err = store.write(&generate(5, 1)).await.unwrap_err();
+        eprintln!("expected error: {err}");
+        assert!(!err.retryable, "{err}");
+        assert!(err.message.contains("Code: 60"), "{err}");
+        let mut url = Url::parse(&base).unwrap();
+        url.set_username("default").unwrap();
+        url.set_password(Some("hunter2-secret")).unwrap();
+        let err = ChStore::connect(url.as_str()).await.unwrap_err();
+        let msg = format!("{err:#}");
+        eprintln!("expected error: {msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(msg.contains("127.0.0.1"), "{msg}");
+        let mut url = Url::parse(&base).unwrap();
+        url.query_pairs_mut().append_pair("database", "no_such_db");
+        let err = ChStore::connect(url.as_str()).await.unwrap_err();
+        eprintln!("expected error: {err}");
+        assert!(err.to_string().contains("no_such_db"), "{err}");
+    }
+}
+
+/// libpq's sslmode values, against the test server's TLS (a certificate for
+/// `localhost` only, signed by the CA in `BUTTON_TEST_POSTGRES_CA`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_follows_libpq_sslmode() {
+    let (Some(base), Some(ca)) = (
+        env_url("BUTTON_TEST_POSTGRES"),
+        env_url("BUTTON_TEST_POSTGRES_CA"),
+    ) else {
+        return;
+    };
+    let port = Url::parse(&base).unwrap().port().unwrap();
+    let ca = ca.replace('/', "%2F");
+    let url = |host: &str, params: &str, app: &str| {
+        format!("postgres://postgres@{host}:{port}/postgres?{params}&application_name={app}")
+    };
+    // Whether the store's connection, found by its application name, uses TLS.
+    let (observer, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let uses_tls = |app: String| {
+        let observer = &observer;
+        async move {
+            observer
+                .query_one(
+                    "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a \
+                     USING (pid) WHERE a.application_name = $1",
+                    &[&app],
+                )
+                .await
+                .unwrap()
+                .get::<_, Option<bool>>(0)
+                .expect("the store's connection is open")
+        }
+    };
+    let ok = [
+        ("127.0.0.1", "sslmode=disable".to_owned(), false),
+        ("127.0.0.1", "sslmode=prefer".to_owned(), true),
+        // require: encrypted, the certificate is not checked (as libpq).
+        ("127.0.0.1", "sslmode=require".to_owned(), true),
+        // verify-ca: the chain is checked, not the name.
+        (
+            "127.0.0.1",
+            format!("sslmode=verify-ca&sslrootcert={ca}"),
+            true,
+        ),
+        // require with a root certificate verifies the chain (as libpq).
+        (
+            "127.0.0.1",
+            format!("sslmode=require&sslrootcert={ca}"),
+            true,
+        ),
+        (
+            "localhost",
+            format!("sslmode=verify-full&sslrootcert={ca}"),
+            true,
+        ),
+    ];
+    for (i, (host, params, tls)) in ok.iter().enumerate() {
+        let app = format!("tls_ok_{i}");
+        let store = PgStore::connect(&url(host, params, &app))
+            .await
+            .unwrap_or_else(|e| panic!("{params}: {e:#}"));
+        assert_eq!(uses_tls(app).await, *tls, "{params}");
+        drop(store);
+    }
+    let fail = [
+        // The name does not match (the certificate is for localhost only).
+        ("127.0.0.1", format!("sslmode=verify-full&sslrootcert={ca}")),
+        // Our CA is not in the system's trust store.
+        ("localhost", "sslmode=verify-full".to_owned()),
+        ("localhost", "sslmode=verify-ca".to_owned()),
+    ];
+    for (host, params) in fail {
+        let err = PgStore::connect(&url(host, &params, "tls_fail"))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{params} connected"));
+        let msg = format!("{err:#}");
+        eprintln!("expected error: {msg}");
+        assert!(msg.contains(&format!("{host}:{port}")), "{msg}");
+        assert!(msg.to_lowercase().contains("tls"), "{msg}");
+    }
+}
+
+/// A user with a password: credentials go in headers, percent-escapes decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_credentials_from_the_url_work() {
+    let (Some(base), Some(user), Some(password)) = (
+        env_url("BUTTON_TEST_CLICKHOUSE"),
+        env_url("BUTTON_TEST_CLICKHOUSE_USER"),
+        env_url("BUTTON_TEST_CLICKHOUSE_PASSWORD"),
+    ) else {
+        return;
+    };
+    let mut url = Url::parse(&new_ch_db(&base).await).unwrap();
+    url.set_username(&user).unwrap();
+    url.set_password(Some(&password)).unwrap();
+    let store = ChStore::connect(url.as_str()).await.unwrap();
+    assert!(!format!("{store:?}").contains(&password));
+    store.migrate().await.unwrap();
+    let events = generate(100, 3);
+    store.write(&events).await.unwrap();
+    assert_eq!(store.global().await.unwrap(), expected(&events).global);
+    url.set_password(Some("wrong")).unwrap();
+    let err = ChStore::connect(url.as_str()).await.unwrap_err();
+    assert!(err.to_string().contains("193"), "{err}");
+}
+
+/// Several writers (as several sink processes after a rebalance) writing the same
+/// batches at the same time, each in its own order: no deadlock, no double count.
+async fn concurrent_overlapping_writes(stores: Vec<Arc<dyn EventStore>>, events: &[PressEvent]) {
+    use rand::seq::SliceRandom;
+    let events = Arc::new(events.to_vec());
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(i, store)| {
+            let events = events.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(i as u64);
+                for batch in events.chunks(500) {
+                    let mut mine = batch.to_vec();
+                    mine.shuffle(&mut rng);
+                    if let Err(e) = store.write(&mine).await {
+                        panic!("writer {i}: {e}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_of_the_same_events_count_each_once() {
+    let events = generate(3_000, 5);
+    let want = expected(&events);
+    if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
+        let url = new_pg_db(&base).await;
+        let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
+        let first = Arc::new(PgStore::connect(&url).await.unwrap());
+        first.migrate().await.unwrap();
+        for _ in 0..3 {
+            stores.push(Arc::new(PgStore::connect(&url).await.unwrap()));
+        }
+        concurrent_overlapping_writes(stores, &events).await;
+        check_stats(first.as_ref(), &want, "postgres").await;
+    }
+    if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
+        let url = new_ch_db(&base).await;
+        let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
+        let first = Arc::new(ChStore::connect(&url).await.unwrap());
+        first.migrate().await.unwrap();
+        for _ in 0..3 {
+            stores.push(Arc::new(ChStore::connect(&url).await.unwrap()));
+        }
+        concurrent_overlapping_writes(stores, &events).await;
+        check_stats(first.as_ref(), &want, "clickhouse").await;
+    }
+}
+
+/// A TCP proxy that can cut every open connection, or refuse new ones for a
+/// while: a database outage without stopping the shared test server.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (up, conns) = (up.clone(), conns.clone());
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: closed at once
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    conns.lock().await.push(task);
+                }
+            })
+        };
+        Proxy {
+            addr,
+            up,
+            conns,
+            accept,
+        }
+    }
+
+    /// Closes every open connection.
+    async fn cut(&self) {
+        for task in self.conns.lock().await.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Refuses (closes) new connections while `down`.
+    async fn set_down(&self, down: bool) {
+        self.up.store(!down, Ordering::SeqCst);
+        if down {
+            self.cut().await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+fn socket_addr(url: &Url) -> SocketAddr {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap(),
+        url.port_or_known_default().unwrap_or(5432)
+    )
+    .parse()
+    .unwrap()
+}
+
+/// Through an outage, a store fails retryably and then recovers by itself.
+async fn survives_outage(store: &dyn EventStore, proxy: &Proxy, events: &[PressEvent]) {
+    let name = store.name();
+    let parts: Vec<&[PressEvent]> = events.chunks(events.len() / 4 + 1).collect();
+    store.write(parts[0]).await.unwrap();
+
+    // Connections cut: the next write may fail (retryably) or reconnect at once;
+    // the one after must work.
+    proxy.cut().await;
+    if let Err(e) = store.write(parts[1]).await {
+        eprintln!("expected error after a cut: {e}");
+        assert!(e.retryable, "{name}: {e}");
+        store.write(parts[1]).await.unwrap();
+    }
+
+    // Server unreachable for a while: retryable failures only.
+    proxy.set_down(true).await;
+    for _ in 0..3 {
+        let err = store.write(parts[2]).await.unwrap_err();
+        eprintln!("expected error while down: {err}");
+        assert!(err.retryable, "{name}: {err}");
+    }
+    proxy.set_down(false).await;
+    // Back: the store reconnects without help.
+    store.write(parts[2]).await.unwrap();
+    store.write(parts[3]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_recover_from_outages_by_themselves() {
+    let events = generate(400, 11);
+    let want = expected(&events);
+    if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
+        let url = new_pg_db(&base).await;
+        let mut via = Url::parse(&url).unwrap();
+        let proxy = Proxy::start(socket_addr(&via)).await;
+        via.set_port(Some(proxy.addr.port())).unwrap();
+        let store = PgStore::connect(via.as_str())
+            .await
+            .unwrap()
+            .with_query_timeout(Duration::from_secs(5));
+        store.migrate().await.unwrap();
+        survives_outage(&store, &proxy, &events).await;
+        assert_eq!(store.global().await.unwrap(), want.global);
+    }
+    if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
+        let url = new_ch_db(&base).await;
+        let mut via = Url::parse(&url).unwrap();
+        let proxy = Proxy::start(socket_addr(&via)).await;
+        via.set_port(Some(proxy.addr.port())).unwrap();
+        let store = ChStore::connect(via.as_str()).await.unwrap();
+        store.migrate().await.unwrap();
+        survives_outage(&store, &proxy, &events).await;
+        assert_eq!(store.global().await.unwrap(), want.global);
+    }
+}
+
+/// Throughput of one writer sending batches of 10,000 (a sink's shape). Printed,
+/// not asserted: see BENCHMARKS.md. Meaningful in release builds only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_throughput() {
+    const EVENTS: usize = 100_000;
+    const BATCH: usize = 10_000;
+    let events = generate(EVENTS, 99);
+    let events = &events[..EVENTS];
+    let report = |name: &str, took: Duration| {
+        println!(
+            "THROUGHPUT {name}: {EVENTS} events in batches of {BATCH}: {:.2} s, {:.0} events/s",
+            took.as_secs_f64(),
+            EVENTS as f64 / took.as_secs_f64()
+        );
+    };
+    if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
+        let store = PgStore::connect(&new_pg_db(&base).await).await.unwrap();
+        store.migrate().await.unwrap();
+        let t = Instant::now();
+        for batch in events.chunks(BATCH) {
+            store.write(batch).await.unwrap();
+        }
+        report("postgres", t.elapsed());
+        let t = Instant::now();
+        for batch in events.chunks(BATCH) {
+            store.write(batch).await.unwrap();
+        }
+        report("postgres (all duplicates)", t.elapsed());
+        assert_eq!(store.global().await.unwrap(), expected(events).global);
+    }
+    if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
+        let store = ChStore::connect(&new_ch_db(&base).await).await.unwrap();
+        store.migrate().await.unwrap();
+        let t = Instant::now();
+        for batch in events.chunks(BATCH) {
+            store.write(batch).await.unwrap();
+        }
+        report("clickhouse", t.elapsed());
+        assert_eq!(store.global().await.unwrap(), expected(events).global);
+    }
+}
