@@ -134,6 +134,11 @@ pub struct ServeArgs {
     pub delivery_timeout: Duration,
 }
 
+/// Parses a password or a URL with credentials into a value whose `Debug` hides it.
+pub fn secret(s: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
+    Ok(secrecy::SecretString::from(s.to_owned()))
+}
+
 /// Parses `500ms`, `5s`, `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

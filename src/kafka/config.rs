@@ -32,10 +32,6 @@ pub enum SaslMechanism {
     ScramSha512,
 }
 
-fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
-    Ok(SecretString::from(s.to_owned()))
-}
-
 /// Kafka connection settings.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
@@ -81,7 +77,7 @@ pub struct KafkaArgs {
     pub debug: Option<String>,
 
     /// SASL password for `sasl_ssl`.
-    #[arg(long = "kafka-password", env = "BUTTON_KAFKA_PASSWORD", hide_env_values = true, value_parser = secret)]
+    #[arg(long = "kafka-password", env = "BUTTON_KAFKA_PASSWORD", hide_env_values = true, value_parser = crate::cli::secret)]
     pub password: Option<SecretString>,
 }
 

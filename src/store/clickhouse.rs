@@ -110,10 +110,6 @@ const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {db}.button_schema_mi
 const COLUMNS: &str = "event_id, session_id, timestamp, action, country_name, country_code, \
      subdivision_name, subdivision_code, city_name, cohort, latitude, longitude";
 
-fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
-    Ok(SecretString::from(s.to_owned()))
-}
-
 /// ClickHouse connection settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChArgs {
@@ -121,7 +117,7 @@ pub struct ChArgs {
     /// http://127.0.0.1:8123 (database `default`). Other query parameters are sent
     /// as settings. Also built from the original app's CH_HOST, CH_HTTPS_PORT,
     /// CH_USER and CH_PASSWORD.
-    #[arg(id = "clickhouse_url", long = "clickhouse-url", env = "BUTTON_CLICKHOUSE_URL", hide_env_values = true, value_parser = secret)]
+    #[arg(id = "clickhouse_url", long = "clickhouse-url", env = "BUTTON_CLICKHOUSE_URL", hide_env_values = true, value_parser = crate::cli::secret)]
     pub url: Option<SecretString>,
 }
 

@@ -111,17 +111,13 @@ const SESSION_SQL: &str = "SELECT count(*) FROM button_presses \
 const COUNTRY_SINCE_SQL: &str = "SELECT count(*) FROM button_presses \
      WHERE country_code = $1 AND \"timestamp\" >= $2 AND action = 'PressButton'";
 
-fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
-    Ok(SecretString::from(s.to_owned()))
-}
-
 /// PostgreSQL connection settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PgArgs {
     /// PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=require (libpq's
     /// sslmode values and sslrootcert=PATH are understood). Also read from the
     /// original app's PG_SERVICE_URI.
-    #[arg(id = "postgres_url", long = "postgres-url", env = "BUTTON_POSTGRES_URL", hide_env_values = true, value_parser = secret)]
+    #[arg(id = "postgres_url", long = "postgres-url", env = "BUTTON_POSTGRES_URL", hide_env_values = true, value_parser = crate::cli::secret)]
     pub url: Option<SecretString>,
 }
 
