@@ -72,6 +72,10 @@ pub struct KafkaArgs {
     #[arg(long = "kafka-username", env = "BUTTON_KAFKA_USERNAME")]
     pub username: Option<String>,
 
+    /// How long the producer waits to fill a batch (`linger.ms`).
+    #[arg(long = "kafka-linger", env = "BUTTON_KAFKA_LINGER", default_value = "1ms", value_parser = crate::cli::parse_duration)]
+    pub linger: std::time::Duration,
+
     /// librdkafka debug contexts to log, e.g. `broker,msg,eos` (troubleshooting).
     #[arg(long = "kafka-debug", env = "BUTTON_KAFKA_DEBUG")]
     pub debug: Option<String>,
