@@ -141,6 +141,12 @@ impl Server {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
         let geo = GeoDb::load(args.geoip_db.as_deref())?.with_fake_local(!args.no_fake_local_ip);
         tracing::info!(database = %geo.describe(), "geo database loaded");
+        if !args.no_fake_local_ip {
+            tracing::info!(
+                "visitors from loopback or private addresses get a random real location \
+                 (--no-fake-local-ip turns this off)"
+            );
+        }
         let replies = Replies::load(args.responses.as_deref())?;
         std::fs::create_dir_all(&args.data_dir).with_context(|| {
             format!(
