@@ -344,12 +344,11 @@ fn settle(done: Option<(Result<(), crate::publish::PublishError>, bool)>, counte
                 counters.presses.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Some((Err(e), _)) => {
-            if counters.errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::warn!("an event failed: {e}");
-            }
+        // Only the first failure is logged; the summary counts them all.
+        Some((Err(e), _)) if counters.errors.fetch_add(1, Ordering::Relaxed) == 0 => {
+            tracing::warn!("an event failed: {e}");
         }
-        None => {}
+        Some((Err(_), _)) | None => {}
     }
 }
 
