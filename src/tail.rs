@@ -17,8 +17,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::PressEvent;
-use crate::encoding::{self, DecodeError};
-use crate::kafka::{KafkaArgs, RegistryArgs, SchemaRegistry};
+use crate::encoding;
+use crate::kafka::{KafkaArgs, RegistryArgs, decode_value};
 
 /// Settings of `button tail`.
 #[derive(Debug, Clone, Args)]
@@ -82,23 +82,6 @@ pub fn format_line(e: &PressEvent) -> String {
         e.action.as_str(),
         e.session_id
     )
-}
-
-/// Decodes a message value, fetching Avro writer schemas from the registry when
-/// one is configured (else our own schema is assumed).
-pub async fn decode(
-    bytes: &[u8],
-    registry: Option<&SchemaRegistry>,
-) -> Result<PressEvent, DecodeError> {
-    if let (Some(0), Some(registry)) = (bytes.first(), registry) {
-        let (id, _) = encoding::avro::unframe(bytes)?;
-        let schema = registry
-            .schema(id)
-            .await
-            .map_err(|e| DecodeError::Avro(e.to_string()))?;
-        return encoding::avro::decode(bytes, Some(&schema));
-    }
-    encoding::decode(bytes, None)
 }
 
 /// `button tail`.
@@ -172,7 +155,7 @@ pub async fn run(args: TailArgs, shutdown: CancellationToken) -> anyhow::Result<
         };
         at_end.remove(&msg.partition());
         let Some(bytes) = msg.payload() else { continue };
-        match decode(bytes, registry.as_ref()).await {
+        match decode_value(bytes, registry.as_ref()).await {
             Ok(event) => {
                 if args.json {
                     out.write_all(&encoding::json::encode(&event))?;

@@ -14,5 +14,26 @@ pub mod producer;
 pub mod registry;
 
 pub use config::KafkaArgs;
+
+use crate::domain::PressEvent;
+use crate::encoding::{self, DecodeError};
+
+/// Decodes a message value of either encoding, fetching Avro writer schemas from
+/// the registry when one is configured (else our own schema is assumed). Used by
+/// everything that reads the topic: `tail` and `sink`.
+pub async fn decode_value(
+    bytes: &[u8],
+    registry: Option<&SchemaRegistry>,
+) -> Result<PressEvent, DecodeError> {
+    if let (Some(0), Some(registry)) = (bytes.first(), registry) {
+        let (id, _) = encoding::avro::unframe(bytes)?;
+        let schema = registry
+            .schema(id)
+            .await
+            .map_err(|e| DecodeError::Avro(e.to_string()))?;
+        return encoding::avro::decode(bytes, Some(&schema));
+    }
+    encoding::decode(bytes, None)
+}
 pub use producer::KafkaPublisher;
 pub use registry::{RegistryArgs, SchemaRegistry};

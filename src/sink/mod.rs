@@ -234,18 +234,16 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
         if batch.is_empty() {
             continue;
         }
-        // While stopping, the batch gets `drain_timeout`; otherwise it gets forever.
+        // Stored for as long as it takes; once stopping, for `drain_timeout` more, after
+        // which the batch is left to be redelivered.
         let store = store_batch(&stores, &dlq, &dlq_topic, &topic, &batch);
-        let stored = if stopping {
-            tokio::time::timeout(args.drain_timeout, store).await.ok()
-        } else {
-            tokio::select! {
-                () = shutdown.cancelled() => {
-                    // Keep trying a little longer, then leave it to be redelivered.
-                    stopping = true;
-                    tokio::time::timeout(args.drain_timeout, store_batch(&stores, &dlq, &dlq_topic, &topic, &batch)).await.ok()
-                }
-                () = store => Some(()),
+        tokio::pin!(store);
+        let stored = tokio::select! {
+            biased;
+            () = &mut store => Some(()),
+            () = shutdown.cancelled() => {
+                stopping = true;
+                tokio::time::timeout(args.drain_timeout, &mut store).await.ok()
             }
         };
         match stored {
@@ -284,7 +282,7 @@ async fn decode(
 ) -> Result<crate::domain::PressEvent, String> {
     match payload {
         None | Some([]) => Err("empty message".into()),
-        Some(bytes) => crate::tail::decode(bytes, registry)
+        Some(bytes) => crate::kafka::decode_value(bytes, registry)
             .await
             .map_err(|e| e.to_string()),
     }

@@ -48,7 +48,9 @@ async fn avro_records_decode_with_the_schema_fetched_from_the_registry() {
     let via_json = encoding::json::decode(&encoding::json::encode(&event)).unwrap();
     assert_eq!(via_json, event);
     assert_eq!(
-        button::tail::decode(bytes, Some(&client)).await.unwrap(),
+        button::kafka::decode_value(bytes, Some(&client))
+            .await
+            .unwrap(),
         event
     );
 }
