@@ -1,5 +1,6 @@
 //! One error type for the web tier. Visitors see a friendly page or fragment; the
-//! cause is logged once, by the [`log_errors`] middleware, never by the handler.
+//! cause is logged once, by [`log_cause`] in the response middleware, never by
+//! the handler.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -11,27 +12,15 @@ use crate::stats::StatsError;
 /// What can go wrong while answering.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// Too many presses right now: the visitor should try again (503).
-    #[error("overloaded: {0}")]
-    Busy(String),
+    /// The event could not be stored: the visitor should try again (503).
+    #[error(transparent)]
+    Busy(#[from] PublishError),
     /// Statistics cannot be read (503).
     #[error(transparent)]
     Stats(#[from] StatsError),
     /// A bug or an unexpected failure (opaque 500).
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
-}
-
-impl From<PublishError> for AppError {
-    fn from(e: PublishError) -> Self {
-        AppError::Busy(e.to_string())
-    }
-}
-
-enum Kind {
-    Busy,
-    Stats,
-    Internal,
 }
 
 /// The logged description of an error, carried to [`log_cause`].
@@ -45,34 +34,35 @@ pub const TRY_AGAIN: &str =
 impl AppError {
     /// The response for an HTMX request (`htmx`) or a full page load.
     pub fn respond(self, htmx: bool) -> Response {
-        let status = match &self {
-            AppError::Busy(_) | AppError::Stats(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let self_kind = match &self {
-            AppError::Busy(_) => Kind::Busy,
-            AppError::Stats(_) => Kind::Stats,
-            AppError::Internal(_) => Kind::Internal,
+        let (status, body) = match (&self, htmx) {
+            (AppError::Busy(_), true) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                templates::render(&ReplyFragment {
+                    text: TRY_AGAIN,
+                    overloaded: true,
+                    reply_index: None,
+                }),
+            ),
+            (AppError::Busy(_), false) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                templates::render(&ErrorPage::new("Try again in a moment", TRY_AGAIN)),
+            ),
+            (AppError::Stats(_), _) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                templates::render(&ErrorPage::new(
+                    "Statistics are not available",
+                    "The statistics store cannot be read right now. Presses are still recorded.",
+                )),
+            ),
+            (AppError::Internal(_), _) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                templates::render(&ErrorPage::new(
+                    "Something went wrong",
+                    "That was our fault, not yours. Please try again.",
+                )),
+            ),
         };
         let logged = Logged(format!("{:#}", anyhow::Error::from(self)), status);
-        let body = match (&self_kind, htmx) {
-            (Kind::Busy, true) => templates::render(&ReplyFragment {
-                text: TRY_AGAIN,
-                overloaded: true,
-                reply_index: None,
-            }),
-            (Kind::Busy, false) => {
-                templates::render(&ErrorPage::new("Try again in a moment", TRY_AGAIN))
-            }
-            (Kind::Stats, _) => templates::render(&ErrorPage::new(
-                "Statistics are not available",
-                "The statistics store cannot be read right now. Presses are still recorded.",
-            )),
-            (Kind::Internal, _) => templates::render(&ErrorPage::new(
-                "Something went wrong",
-                "That was our fault, not yours. Please try again.",
-            )),
-        };
         let mut response = (status, Html(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
