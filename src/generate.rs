@@ -30,6 +30,7 @@ use crate::domain::{Action, Location, PressEvent};
 use crate::encoding::Format;
 use crate::geo::GeoDb;
 use crate::kafka::{KafkaArgs, KafkaPublisher, RegistryArgs};
+use crate::publish::PublishError;
 
 /// Settings of `button generate`.
 #[derive(Debug, Clone, Args)]
@@ -148,6 +149,24 @@ impl<'a> SessionMaker<'a> {
     }
 }
 
+impl Iterator for SessionMaker<'_> {
+    type Item = SyntheticSession;
+
+    /// Never ends: take as many as you need.
+    fn next(&mut self) -> Option<SyntheticSession> {
+        Some(self.next_session())
+    }
+}
+
+/// Event time of the first session: 2025-01-01T00:00:00Z for a seeded run (so the
+/// same seed gives the same events), else now.
+pub fn default_start(seed: Option<u64>) -> SystemTime {
+    match seed {
+        Some(_) => UNIX_EPOCH + Duration::from_secs(1_735_689_600),
+        None => SystemTime::now(),
+    }
+}
+
 /// Open-loop pacing: event `n` is due at `start + n / rate`.
 struct Pacer {
     start: Instant,
@@ -180,6 +199,22 @@ struct Counters {
     presses: AtomicU64,
     sessions: AtomicU64,
     errors: AtomicU64,
+}
+
+impl Counters {
+    fn delivered(&self, action: Action) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if action == Action::PressButton {
+            self.presses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a failure; only the first is logged, the summary counts them all.
+    fn failed(&self, why: &dyn std::fmt::Display) {
+        if self.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!("an event failed: {why}");
+        }
+    }
 }
 
 /// What a run did.
@@ -224,15 +259,18 @@ pub async fn run(args: GenerateArgs, shutdown: CancellationToken) -> anyhow::Res
 
 /// Runs the generator and returns its summary.
 pub async fn generate(args: &GenerateArgs, shutdown: CancellationToken) -> anyhow::Result<Summary> {
-    let geo = Arc::new(GeoDb::load(args.geoip_db.as_deref())?);
+    let geo = GeoDb::load(args.geoip_db.as_deref())?;
     let rng = match args.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_os_rng(),
     };
-    let start = args.start.unwrap_or_else(|| match args.seed {
-        Some(_) => UNIX_EPOCH + Duration::from_secs(1_735_689_600), // 2025-01-01T00:00:00Z
-        None => SystemTime::now(),
-    });
+    let start = args.start.unwrap_or_else(|| default_start(args.seed));
+    let maker = SessionMaker::new(&geo, rng, start, args.max_presses);
+    let sessions: Box<dyn Iterator<Item = SyntheticSession> + Send + '_> = if args.forever {
+        Box::new(maker)
+    } else {
+        Box::new(maker.take(args.sessions as usize))
+    };
     let counters = Arc::new(Counters::default());
     let began = Instant::now();
     let progress = tokio::spawn(report_progress(
@@ -240,11 +278,10 @@ pub async fn generate(args: &GenerateArgs, shutdown: CancellationToken) -> anyho
         began,
         shutdown.child_token(),
     ));
-    let limit = (!args.forever).then_some(args.sessions);
 
     let result = match &args.http {
-        Some(url) => to_http(args, url, &geo, rng, start, limit, &counters, &shutdown).await,
-        None => to_kafka(args, &geo, rng, start, limit, &counters, &shutdown).await,
+        Some(url) => to_http(args, url, sessions, &counters, &shutdown).await,
+        None => to_kafka(args, sessions, &counters, &shutdown).await,
     };
     progress.abort();
     result?;
@@ -284,25 +321,21 @@ async fn report_progress(counters: Arc<Counters>, began: Instant, stop: Cancella
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn to_kafka(
     args: &GenerateArgs,
-    geo: &GeoDb,
-    rng: StdRng,
-    start: SystemTime,
-    limit: Option<u64>,
-    counters: &Arc<Counters>,
+    sessions: impl Iterator<Item = SyntheticSession>,
+    counters: &Counters,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let encoder = crate::kafka::producer::encoder(args.format, &args.kafka, &args.registry).await?;
     let producer = KafkaPublisher::new(&args.kafka, encoder, Duration::from_secs(30))?;
-    let mut maker = SessionMaker::new(geo, rng, start, args.max_presses);
     let mut pacer = Pacer::new(args.rate);
     let mut in_flight = FuturesUnordered::new();
-    let mut made = 0u64;
-    'sessions: while limit.is_none_or(|l| made < l) {
-        let session = maker.next_session();
-        made += 1;
+    let settle = |(result, action): (Result<(), PublishError>, Action)| match result {
+        Ok(()) => counters.delivered(action),
+        Err(e) => counters.failed(&e),
+    };
+    'sessions: for session in sessions {
         for event in &session.events {
             tokio::select! {
                 () = shutdown.cancelled() => break 'sessions,
@@ -312,54 +345,39 @@ async fn to_kafka(
             loop {
                 match producer.send(event) {
                     Ok(delivery) => {
-                        let press = event.action == Action::PressButton;
-                        in_flight.push(async move { (delivery.await, press) });
+                        let action = event.action;
+                        in_flight.push(async move { (delivery.await, action) });
                         break;
                     }
                     // The local queue is full: let deliveries drain, then retry.
-                    Err(crate::publish::PublishError::Overloaded) => {
-                        settle(in_flight.next().await, counters);
+                    Err(PublishError::Overloaded) => {
+                        if let Some(done) = in_flight.next().await {
+                            settle(done);
+                        }
                     }
                     Err(e) => return Err(e).context("cannot produce to Kafka"),
                 }
             }
             while in_flight.len() >= 50_000 {
-                settle(in_flight.next().await, counters);
+                if let Some(done) = in_flight.next().await {
+                    settle(done);
+                }
             }
         }
         counters.sessions.fetch_add(1, Ordering::Relaxed);
     }
     while let Some(done) = in_flight.next().await {
-        settle(Some(done), counters);
+        settle(done);
     }
-    let p = producer.flush(Duration::from_secs(30));
-    p.context("cannot flush the producer")
+    producer
+        .flush(Duration::from_secs(30))
+        .context("cannot flush the producer")
 }
 
-fn settle(done: Option<(Result<(), crate::publish::PublishError>, bool)>, counters: &Counters) {
-    match done {
-        Some((Ok(()), press)) => {
-            counters.events.fetch_add(1, Ordering::Relaxed);
-            if press {
-                counters.presses.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // Only the first failure is logged; the summary counts them all.
-        Some((Err(e), _)) if counters.errors.fetch_add(1, Ordering::Relaxed) == 0 => {
-            tracing::warn!("an event failed: {e}");
-        }
-        Some((Err(_), _)) | None => {}
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn to_http(
     args: &GenerateArgs,
     base: &reqwest::Url,
-    geo: &GeoDb,
-    rng: StdRng,
-    start: SystemTime,
-    limit: Option<u64>,
+    sessions: impl Iterator<Item = SyntheticSession>,
     counters: &Arc<Counters>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -371,16 +389,12 @@ async fn to_http(
     let press = base.join("/press").context("bad --http URL")?;
     let pacer = Arc::new(tokio::sync::Mutex::new(Pacer::new(args.rate)));
     let slots = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let mut maker = SessionMaker::new(geo, rng, start, args.max_presses);
     let mut tasks = tokio::task::JoinSet::new();
-    let mut made = 0u64;
-    while limit.is_none_or(|l| made < l) && !shutdown.is_cancelled() {
+    for session in sessions {
         let permit = tokio::select! {
             () = shutdown.cancelled() => break,
             p = slots.clone().acquire_owned() => p?,
         };
-        let session = maker.next_session();
-        made += 1;
         let (http, page, press, pacer, counters, stop) = (
             http.clone(),
             page.clone(),
@@ -413,14 +427,10 @@ async fn to_http(
                         {
                             cookie = set.split(';').next().map(str::to_owned);
                         }
-                        counters.events.fetch_add(1, Ordering::Relaxed);
-                        if event.action == Action::PressButton {
-                            counters.presses.fetch_add(1, Ordering::Relaxed);
-                        }
+                        counters.delivered(event.action);
                     }
-                    _ => {
-                        counters.errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok(r) => counters.failed(&r.status()),
+                    Err(e) => counters.failed(&e),
                 }
             }
             counters.sessions.fetch_add(1, Ordering::Relaxed);
@@ -442,9 +452,10 @@ mod tests {
 
     fn sessions(seed: u64, n: usize) -> Vec<SyntheticSession> {
         let geo = GeoDb::embedded().unwrap();
-        let start = UNIX_EPOCH + Duration::from_secs(1_735_689_600);
-        let mut m = SessionMaker::new(&geo, StdRng::seed_from_u64(seed), start, 5);
-        (0..n).map(|_| m.next_session()).collect()
+        let start = default_start(Some(seed));
+        SessionMaker::new(&geo, StdRng::seed_from_u64(seed), start, 5)
+            .take(n)
+            .collect()
     }
 
     #[test]
