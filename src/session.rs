@@ -188,8 +188,8 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
     }
     let path = data_dir.join("secret.key");
     match std::fs::read_to_string(&path) {
-        Ok(hex) => {
-            let bytes = decode_hex(hex.trim())
+        Ok(text) => {
+            let bytes = hex::decode(text.trim())
                 .with_context(|| format!("{} is not a hex-encoded secret", path.display()))?;
             return Ok(bytes);
         }
@@ -197,7 +197,7 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
     let secret: [u8; 64] = rand::random();
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let encoded = hex::encode(secret);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -205,20 +205,10 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
     let mut file = opts
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(file, "{hex}")?;
+    writeln!(file, "{encoded}")?;
     file.sync_all()?;
     tracing::info!(path = %path.display(), "generated a new session secret");
     Ok(secret.to_vec())
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

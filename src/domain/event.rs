@@ -37,7 +37,7 @@ impl Action {
 
 /// Where a session comes from, as precise as the geo database allows.
 /// Text fields are empty when unknown (as in the original app's schema).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Location {
     /// ISO 3166-1 alpha-2 code, or `--` when the address is not in the database.
     pub country_code: String,

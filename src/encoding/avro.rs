@@ -95,9 +95,7 @@ fn from_value(value: Value) -> Result<PressEvent, DecodeError> {
     let mut timestamp = None;
     let mut action = None;
     let mut cohort = None;
-    let mut loc = Location::unknown();
-    loc.country_code.clear();
-    loc.country_name.clear();
+    let mut loc = Location::default();
     for (name, v) in fields {
         let v = match v {
             Value::Union(_, inner) => *inner,

@@ -429,11 +429,18 @@ pub fn read_all(path: &Path) -> anyhow::Result<Vec<PressEvent>> {
             })
         };
         let action: String = r.get(3)?;
+        let action = Action::parse(&action).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                3,
+                rusqlite::types::Type::Text,
+                format!("unknown action {action:?}").into(),
+            )
+        })?;
         Ok(PressEvent {
             event_id: uuid(0)?,
             session_id: uuid(1)?,
             timestamp: r.get(2)?,
-            action: Action::parse(&action).unwrap_or(Action::EnterPage),
+            action,
             location: Location {
                 country_code: r.get(4)?,
                 country_name: r.get(5)?,
@@ -449,7 +456,7 @@ pub fn read_all(path: &Path) -> anyhow::Result<Vec<PressEvent>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Whether the schema is at the latest version (used by `/readyz` probes in tests).
+/// The schema version recorded in the database file.
 pub fn schema_version(path: &Path) -> anyhow::Result<Option<usize>> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     Ok(conn
