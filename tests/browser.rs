@@ -5,6 +5,10 @@
 //! missing browser fails the test. Without that variable (a bare `cargo test` on a
 //! machine without Chromium) the test says so and passes without running.
 
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod api;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -58,24 +62,8 @@ async fn pressing_the_button_in_chromium_swaps_the_reply_and_counts_on_stats() {
     };
 
     let data = tempfile::tempdir().unwrap();
-    let args = {
-        use clap::Parser;
-        let dir = data.path().to_str().unwrap();
-        match button::cli::Cli::try_parse_from([
-            "button",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir,
-        ])
-        .unwrap()
-        .command
-        {
-            Some(button::cli::Command::Serve(args)) => args,
-            _ => unreachable!(),
-        }
-    };
+    let dir = data.path().to_str().unwrap();
+    let args = api::serve_args(&["--listen", "127.0.0.1:0", "--data-dir", dir]);
     let server = Server::build(&args).await.unwrap();
     let base = format!("http://{}", server.local_addr());
     let stop = CancellationToken::new();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use button::cli::ServeArgs;
+use button::cli::{Cli, ServeArgs};
 use button::domain::PressEvent;
 use button::web::Server;
 use reqwest::StatusCode;
@@ -36,18 +36,42 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
     ])
 }
 
-/// `button serve` settings parsed from flags, exactly as the binary does.
-pub fn serve_args(flags: &[&str]) -> ServeArgs {
+/// The subcommand `argv` (without the program name) parses to, exactly as the
+/// binary parses its command line.
+pub fn command(argv: &[&str]) -> button::cli::Command {
     use clap::Parser;
-    let cli = button::cli::Cli::try_parse_from(["button", "serve"].iter().chain(flags)).unwrap();
-    match cli.command {
-        Some(button::cli::Command::Serve(args)) => args,
-        _ => unreachable!("parsed `serve`"),
-    }
+    Cli::try_parse_from(std::iter::once("button").chain(argv.iter().copied()))
+        .unwrap()
+        .command
+        .expect("a subcommand")
+}
+
+/// `button serve` settings parsed from flags.
+pub fn serve_args(flags: &[&str]) -> ServeArgs {
+    let argv: Vec<&str> = std::iter::once("serve")
+        .chain(flags.iter().copied())
+        .collect();
+    let button::cli::Command::Serve(args) = command(&argv) else {
+        unreachable!("parsed `serve`")
+    };
+    args
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
+}
+
+/// The test server with `flags` added to [`test_args`] (used by the Kafka and sink tests).
+#[allow(dead_code)]
+pub async fn spawn_app_with_flags(flags: &[&str]) -> TestApp {
+    let extra = serve_args(flags);
+    spawn_app_with(|a| {
+        a.kafka = extra.kafka;
+        a.stats_from = extra.stats_from;
+        a.postgres = extra.postgres;
+        a.clickhouse = extra.clickhouse;
+    })
+    .await
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
@@ -176,15 +200,22 @@ impl Visitor<'_> {
 
     /// The session id inside the (signed, readable) cookie.
     pub fn session_id(&self) -> String {
-        use base64::Engine;
-        let value = self.cookie.as_ref().unwrap().split_once('=').unwrap().1;
-        let payload = &value[44..]; // after the base64 HMAC
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap();
+        let (_, json) = open_cookie(self.cookie.as_ref().unwrap());
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         v["s"]["sid"].as_str().unwrap().to_owned()
     }
+}
+
+/// Splits a session cookie (`name=value`, attributes allowed) into its signature
+/// (the first 44 characters: a base64 HMAC-SHA256) and its decoded JSON payload.
+pub fn open_cookie(cookie: &str) -> (String, Vec<u8>) {
+    use base64::Engine;
+    let value = cookie.split(';').next().unwrap().split_once('=').unwrap().1;
+    let (mac, payload) = value.split_at(44);
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    (mac.to_owned(), json)
 }
 
 /// A `button serve` child process and everything it logged.

@@ -68,15 +68,13 @@ async fn a_forged_cookie_starts_a_fresh_session_instead_of_failing() {
     let original = v.session_id();
 
     // Claim to be somewhere else by editing the readable payload.
-    let cookie = v.cookie.clone().unwrap();
-    let (name, value) = cookie.split_once('=').unwrap();
-    let (mac, payload) = value.split_at(44);
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let json = String::from_utf8(b64.decode(payload).unwrap()).unwrap();
+    let (mac, json) = crate::helpers::open_cookie(v.cookie.as_ref().unwrap());
+    let json = String::from_utf8(json).unwrap();
     let forged = json.replace("\"US\"", "\"FR\"");
     assert_ne!(forged, json);
-    v.cookie = Some(format!("{name}={mac}{}", b64.encode(forged)));
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged);
+    v.cookie = Some(format!("button_session={mac}{payload}"));
 
     for garbage in [
         None,

@@ -8,20 +8,12 @@ use button::domain::{Action, PressEvent};
 use button::generate::{GenerateArgs, generate};
 
 fn generate_args(broker: &str, topic: &str, extra: &[&str]) -> GenerateArgs {
-    use clap::Parser;
-    let mut argv = vec![
-        "button",
-        "generate",
-        "--kafka-brokers",
-        broker,
-        "--topic",
-        topic,
-    ];
+    let mut argv = vec!["generate", "--kafka-brokers", broker, "--topic", topic];
     argv.extend_from_slice(extra);
-    match button::cli::Cli::try_parse_from(argv).unwrap().command {
-        Some(button::cli::Command::Generate(g)) => g,
-        _ => unreachable!(),
-    }
+    let button::cli::Command::Generate(g) = crate::api::command(&argv) else {
+        unreachable!()
+    };
+    g
 }
 
 fn decode_all(records: &[crate::helpers::Record]) -> Vec<PressEvent> {

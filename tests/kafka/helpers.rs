@@ -24,20 +24,11 @@ pub fn broker() -> Option<String> {
 
 /// Kafka settings for `broker` and `topic`, parsed like the command line.
 pub fn kafka_args(broker: &str, topic: &str) -> KafkaArgs {
-    use clap::Parser;
-    let cli = button::cli::Cli::try_parse_from([
-        "button",
-        "migrate",
-        "--kafka-brokers",
-        broker,
-        "--topic",
-        topic,
-    ])
-    .unwrap();
-    match cli.command {
-        Some(button::cli::Command::Migrate(m)) => m.kafka,
-        _ => unreachable!(),
-    }
+    let argv = ["migrate", "--kafka-brokers", broker, "--topic", topic];
+    let button::cli::Command::Migrate(m) = crate::api::command(&argv) else {
+        unreachable!()
+    };
+    m.kafka
 }
 
 /// A new topic with three partitions.

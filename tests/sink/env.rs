@@ -76,38 +76,8 @@ pub async fn env() -> Option<Env> {
 }
 
 impl Env {
-    /// `button sink` arguments for this environment.
-    pub fn sink_args(&self, extra: &[&str]) -> button::sink::SinkArgs {
-        use clap::Parser;
-        let mut argv = vec![
-            "button",
-            "sink",
-            "--kafka-brokers",
-            &self.broker,
-            "--topic",
-            &self.topic,
-            "--postgres-url",
-            &self.pg_url,
-            "--clickhouse-url",
-            &self.ch_url,
-            "--batch-max-wait",
-            "200ms",
-            "--progress-every",
-            "2s",
-            // A group of its own: tests run at once, and one group spanning several
-            // topics would rebalance every test's sink whenever another starts.
-            "--group",
-            &self.topic,
-        ];
-        argv.extend_from_slice(extra);
-        match button::cli::Cli::try_parse_from(argv).unwrap().command {
-            Some(button::cli::Command::Sink(s)) => s,
-            _ => unreachable!(),
-        }
-    }
-
-    /// The same, as command-line flags for the binary.
-    pub fn sink_flags(&self, group: &str) -> Vec<String> {
+    /// The flags every sink of this environment needs.
+    fn connection_flags(&self) -> [&str; 9] {
         [
             "sink",
             "--kafka-brokers",
@@ -118,16 +88,44 @@ impl Env {
             &self.pg_url,
             "--clickhouse-url",
             &self.ch_url,
+        ]
+    }
+
+    /// `button sink` arguments for a sink run in this process.
+    pub fn sink_args(&self, extra: &[&str]) -> button::sink::SinkArgs {
+        let mut argv = self.connection_flags().to_vec();
+        // A group of its own: tests run at once, and one group spanning several
+        // topics would rebalance every test's sink whenever another starts.
+        argv.extend([
+            "--batch-max-wait",
+            "200ms",
+            "--progress-every",
+            "2s",
+            "--group",
+            &self.topic,
+        ]);
+        argv.extend_from_slice(extra);
+        let button::cli::Command::Sink(s) = crate::api::command(&argv) else {
+            unreachable!()
+        };
+        s
+    }
+
+    /// Command-line flags for a sink run as the binary, in consumer group `group`.
+    pub fn sink_flags(&self, group: &str) -> Vec<String> {
+        let tuning = [
             "--group",
             group,
             "--batch-max-events",
             "500",
             "--batch-max-wait",
             "100ms",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ];
+        self.connection_flags()
+            .iter()
+            .chain(&tuning)
+            .map(|s| s.to_string())
+            .collect()
     }
 
     /// Runs a sink in this process until the returned token is cancelled.
@@ -145,11 +143,9 @@ impl Env {
 
     /// Produces `sessions` seeded sessions to the topic; returns the events.
     pub async fn produce(&self, sessions: u64, seed: u64) -> Vec<PressEvent> {
-        use clap::Parser;
         let s = sessions.to_string();
         let sd = seed.to_string();
         let argv = [
-            "button",
             "generate",
             "--kafka-brokers",
             &self.broker,
@@ -160,9 +156,8 @@ impl Env {
             "--seed",
             &sd,
         ];
-        let args = match button::cli::Cli::try_parse_from(argv).unwrap().command {
-            Some(button::cli::Command::Generate(g)) => g,
-            _ => unreachable!(),
+        let button::cli::Command::Generate(args) = crate::api::command(&argv) else {
+            unreachable!()
         };
         let summary = button::generate::generate(&args, CancellationToken::new())
             .await
@@ -170,11 +165,12 @@ impl Env {
         assert_eq!(summary.errors, 0);
         // The same seed makes the same events: rebuild them here to know what to expect.
         let geo = button::geo::GeoDb::embedded().unwrap();
-        let start = std::time::UNIX_EPOCH + Duration::from_secs(1_735_689_600);
+        let start = button::generate::default_start(Some(seed));
         let rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
-        let mut maker = button::generate::SessionMaker::new(&geo, rng, start, 10);
-        let events: Vec<_> = (0..sessions)
-            .flat_map(|_| maker.next_session().events)
+        let maker = button::generate::SessionMaker::new(&geo, rng, start, args.max_presses);
+        let events: Vec<_> = maker
+            .take(sessions as usize)
+            .flat_map(|s| s.events)
             .collect();
         assert_eq!(events.len() as u64, summary.events);
         events
@@ -199,6 +195,13 @@ pub async fn counted(store: &dyn StatsSource) -> Vec<(String, u64)> {
         .collect();
     v.sort();
     v
+}
+
+/// Checks that both stores count exactly the presses in `events`, per country.
+pub async fn assert_stores_hold(env: &Env, events: &[PressEvent]) {
+    let want = expected(events);
+    assert_eq!(counted(env.pg().await.as_ref()).await, want, "postgres");
+    assert_eq!(counted(env.ch().await.as_ref()).await, want, "clickhouse");
 }
 
 /// Presses per country, computed from the events themselves.

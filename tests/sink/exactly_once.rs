@@ -5,7 +5,7 @@ use button::domain::Action;
 use button::stats::{StatsService, StatsSource};
 use button::store::SqliteStore;
 
-use crate::env::{counted, env, expected, wait_for_total};
+use crate::env::{assert_stores_hold, env, wait_for_total};
 
 fn presses(events: &[button::domain::PressEvent]) -> u64 {
     events
@@ -24,9 +24,7 @@ async fn every_event_lands_once_in_both_stores_with_equal_per_country_counts() {
     // Let anything extra (a duplicate) arrive before counting.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let want = expected(&events);
-    assert_eq!(counted(env.pg().await.as_ref()).await, want, "postgres");
-    assert_eq!(counted(env.ch().await.as_ref()).await, want, "clickhouse");
+    assert_stores_hold(&env, &events).await;
     stop.cancel();
     sink.await.unwrap().unwrap();
 }
@@ -90,15 +88,17 @@ async fn presses_on_the_page_show_up_in_api_stats_read_from_each_store() {
         ("postgres", env.pg_url.clone()),
         ("clickhouse", env.ch_url.clone()),
     ] {
-        let app = crate::api::spawn_app_with(|a| {
-            a.kafka = crate::kafka::kafka_args(&env.broker, &env.topic);
-            a.stats_from = Some(match store {
-                "postgres" => button::cli::StatsFrom::Postgres,
-                _ => button::cli::StatsFrom::Clickhouse,
-            });
-            a.postgres = parse_pg(&url);
-            a.clickhouse = parse_ch(&url);
-        })
+        let url_flag = format!("--{store}-url");
+        let app = crate::api::spawn_app_with_flags(&[
+            "--kafka-brokers",
+            &env.broker,
+            "--topic",
+            &env.topic,
+            "--stats-from",
+            store,
+            &url_flag,
+            &url,
+        ])
         .await;
         let mut v = app.visitor("81.2.69.142");
         for _ in 0..3 {
@@ -120,32 +120,4 @@ async fn presses_on_the_page_show_up_in_api_stats_read_from_each_store() {
     }
     stop.cancel();
     sink.await.unwrap().unwrap();
-}
-
-fn parse_pg(url: &str) -> button::store::postgres::PgArgs {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct P {
-        #[command(flatten)]
-        a: button::store::postgres::PgArgs,
-    }
-    if url.starts_with("postgres") {
-        P::parse_from(["x", "--postgres-url", url]).a
-    } else {
-        P::parse_from(["x"]).a
-    }
-}
-
-fn parse_ch(url: &str) -> button::store::clickhouse::ChArgs {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct C {
-        #[command(flatten)]
-        a: button::store::clickhouse::ChArgs,
-    }
-    if url.starts_with("http") {
-        C::parse_from(["x", "--clickhouse-url", url]).a
-    } else {
-        C::parse_from(["x"]).a
-    }
 }

@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::env::{counted, env, eventually, expected, wait_for_total};
+use crate::env::{assert_stores_hold, env, eventually, wait_for_total};
 
 fn presses(events: &[button::domain::PressEvent]) -> u64 {
     events
@@ -68,16 +68,7 @@ async fn a_sink_killed_with_sigkill_mid_stream_and_restarted_loses_and_duplicate
     tokio::time::sleep(Duration::from_secs(2)).await;
     sink.kill().unwrap();
     sink.wait().unwrap();
-    assert_eq!(
-        counted(env.pg().await.as_ref()).await,
-        expected(&events),
-        "postgres"
-    );
-    assert_eq!(
-        counted(env.ch().await.as_ref()).await,
-        expected(&events),
-        "clickhouse"
-    );
+    assert_stores_hold(&env, &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,16 +91,7 @@ async fn two_sinks_share_the_topic_and_one_killed_midway_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     b.kill().unwrap();
     b.wait().unwrap();
-    assert_eq!(
-        counted(env.pg().await.as_ref()).await,
-        expected(&events),
-        "postgres"
-    );
-    assert_eq!(
-        counted(env.ch().await.as_ref()).await,
-        expected(&events),
-        "clickhouse"
-    );
+    assert_stores_hold(&env, &events).await;
 }
 
 /// A TCP proxy that can be cut (all connections dropped, new ones refused) and
@@ -203,16 +185,7 @@ async fn a_database_down_for_a_while_pauses_the_sink_which_then_catches_up() {
     wait_for_total(&env, want, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!sink.is_finished());
-    assert_eq!(
-        counted(env.pg().await.as_ref()).await,
-        expected(&events),
-        "postgres"
-    );
-    assert_eq!(
-        counted(env.ch().await.as_ref()).await,
-        expected(&events),
-        "clickhouse"
-    );
+    assert_stores_hold(&env, &events).await;
     stop.cancel();
     sink.await.unwrap().unwrap();
 }
@@ -273,8 +246,7 @@ async fn undecodable_messages_go_to_the_dead_letter_topic_and_good_events_land()
                 .any(|(k, v)| k == "source.topic" && v == env.topic.as_bytes())
         );
     }
-    assert_eq!(counted(env.pg().await.as_ref()).await, expected(&events));
-    assert_eq!(counted(env.ch().await.as_ref()).await, expected(&events));
+    assert_stores_hold(&env, &events).await;
     stop.cancel();
     sink.await.unwrap().unwrap();
 }
