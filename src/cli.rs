@@ -1,5 +1,7 @@
 //! Command line: subcommands, and every setting as a flag with a `BUTTON_*`
 //! environment fallback (a `.env` file in the working directory is read too).
+//! This module composes: the flag groups and value parsers live in [`crate::config`],
+//! and `serve`'s flags become a [`ServeConfig`] here, checked once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,9 +9,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use anyhow::Context;
+use secrecy::SecretString;
+
+use crate::config::{
+    ChArgs, EmbeddedConfig, KafkaArgs, KafkaPipelineConfig, PgArgs, PipelineConfig, RegistryArgs,
+    ServeConfig, StatsConfig,
+};
 use crate::domain::TrustedProxies;
 use crate::encoding::Format;
-use crate::kafka::{KafkaArgs, RegistryArgs};
 
 /// Pushing this button does nothing. Every press is still counted, privately.
 #[derive(Debug, Parser)]
@@ -80,8 +88,8 @@ pub struct ServeArgs {
 
     /// Key material for signing session cookies (at least 32 bytes)
     /// [default: generated on first start and kept in the data directory].
-    #[arg(long, env = "BUTTON_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    #[arg(long, env = "BUTTON_SECRET", hide_env_values = true, value_parser = crate::config::parse::secret)]
+    pub secret: Option<SecretString>,
 
     /// A text file of replies, one per line, replacing the built-in list.
     #[arg(long, env = "BUTTON_RESPONSES")]
@@ -122,36 +130,16 @@ pub struct ServeArgs {
 
     /// PostgreSQL, for `--stats-from postgres`.
     #[command(flatten)]
-    pub postgres: crate::store::postgres::PgArgs,
+    pub postgres: PgArgs,
 
     /// ClickHouse, for `--stats-from clickhouse`.
     #[command(flatten)]
-    pub clickhouse: crate::store::clickhouse::ChArgs,
+    pub clickhouse: ChArgs,
 
     /// How long a press waits for the broker's confirmation before the visitor is
     /// asked to try again.
-    #[arg(long, env = "BUTTON_DELIVERY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "BUTTON_DELIVERY_TIMEOUT", default_value = "5s", value_parser = crate::config::parse::duration)]
     pub delivery_timeout: Duration,
-}
-
-/// Parses a password or a URL with credentials into a value whose `Debug` hides it.
-pub fn secret(s: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
-    Ok(secrecy::SecretString::from(s.to_owned()))
-}
-
-/// Parses `500ms`, `5s`, `2m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s or 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("`{s}` is not a duration like 500ms, 5s or 2m")),
-    }
 }
 
 fn parse_proxies(s: &str) -> Result<TrustedProxies, String> {
@@ -159,6 +147,48 @@ fn parse_proxies(s: &str) -> Result<TrustedProxies, String> {
 }
 
 impl ServeArgs {
+    /// What `serve` runs, checked: a statistics store named without its URL, say,
+    /// is refused here with the flag to add.
+    pub fn config(&self) -> anyhow::Result<ServeConfig> {
+        let pipeline = match self.kafka.config() {
+            None => PipelineConfig::Embedded(EmbeddedConfig {
+                data_dir: self.data_dir.clone(),
+                queue_capacity: self.queue_capacity,
+            }),
+            Some(kafka) => PipelineConfig::Kafka(KafkaPipelineConfig {
+                kafka,
+                format: self.format,
+                registry: self.registry.config(),
+                delivery_timeout: self.delivery_timeout,
+                stats: match self.stats_from {
+                    None => StatsConfig::None,
+                    Some(StatsFrom::Postgres) => StatsConfig::Postgres(
+                        self.postgres
+                            .config()
+                            .context("--stats-from postgres needs --postgres-url")?,
+                    ),
+                    Some(StatsFrom::Clickhouse) => StatsConfig::Clickhouse(
+                        self.clickhouse
+                            .config()
+                            .context("--stats-from clickhouse needs --clickhouse-url")?,
+                    ),
+                },
+            }),
+        };
+        Ok(ServeConfig {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            geoip_db: self.geoip_db.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            secret: self.secret.clone(),
+            responses: self.responses.clone(),
+            fake_local_ip: !self.no_fake_local_ip,
+            cohort: self.cohort,
+            cookie_secure: self.cookie_secure,
+            pipeline,
+        })
+    }
+
     /// The settings when `serve` was not named: defaults and environment.
     pub fn from_env() -> Self {
         #[derive(Parser)]
@@ -196,17 +226,15 @@ mod tests {
         let Some(Command::Sink(s)) = cli.command else {
             panic!("not sink")
         };
-        assert_eq!(s.postgres.url().as_deref(), Some("postgres://pg/db"));
-        assert_eq!(s.clickhouse.url().as_deref(), Some("http://ch:8123"));
-        assert!(format!("{:?}", s.registry.url).contains("registry:8081"));
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("soon").unwrap_err().contains("soon"));
+        assert_eq!(
+            s.postgres.config().unwrap().url.expose(),
+            "postgres://pg/db"
+        );
+        assert_eq!(
+            s.clickhouse.config().unwrap().url.expose(),
+            "http://ch:8123/"
+        );
+        assert!(format!("{:?}", s.registry.config().unwrap().url).contains("registry:8081"));
     }
 
     #[test]

@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{Action, Location, PressEvent};
 use crate::encoding::Format;
 use crate::geo::GeoDb;
-use crate::kafka::{KafkaArgs, KafkaPublisher, RegistryArgs};
+use crate::config::{KafkaArgs, RegistryArgs};
+use crate::kafka::KafkaPublisher;
 use crate::publish::PublishError;
 
 /// Settings of `button generate`.
@@ -327,8 +328,10 @@ async fn to_kafka(
     counters: &Counters,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let encoder = crate::kafka::producer::encoder(args.format, &args.kafka, &args.registry).await?;
-    let producer = KafkaPublisher::new(&args.kafka, encoder, Duration::from_secs(30))?;
+    let kafka = args.kafka.require()?;
+    let encoder =
+        crate::kafka::producer::encoder(args.format, &kafka, args.registry.config().as_ref()).await?;
+    let producer = KafkaPublisher::new(&kafka, encoder, Duration::from_secs(30))?;
     let mut pacer = Pacer::new(args.rate);
     let mut in_flight = FuturesUnordered::new();
     let settle = |(result, action): (Result<(), PublishError>, Action)| match result {

@@ -5,12 +5,14 @@
 //! country on the stats page. See the README for the architecture.
 
 pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod encoding;
 pub mod generate;
 pub mod geo;
 pub mod kafka;
 pub mod migrate;
+pub mod pipeline;
 pub mod publish;
 pub mod replies;
 pub mod session;

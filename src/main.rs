@@ -17,13 +17,24 @@ async fn main() -> std::process::ExitCode {
     let shutdown = button::shutdown::on_signal();
 
     let result = match cli.command {
-        Some(Command::Serve(args)) => button::web::run(args, shutdown).await,
-        None => button::web::run(ServeArgs::from_env(), shutdown).await,
+        Some(Command::Serve(args)) => serve(&args, shutdown).await,
+        None => serve(&ServeArgs::from_env(), shutdown).await,
         Some(Command::Migrate(args)) => button::migrate::run(args).await,
         Some(Command::Tail(args)) => button::tail::run(args, shutdown).await,
         Some(Command::Generate(args)) => button::generate::run(args, shutdown).await,
         Some(Command::Sink(args)) => button::sink::run(args, shutdown).await,
     };
+    report(result)
+}
+
+async fn serve(
+    args: &ServeArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    button::web::run(args.config()?, shutdown).await
+}
+
+fn report(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -4,10 +4,10 @@
 
 use clap::Args;
 
-use crate::kafka::KafkaArgs;
+use crate::config::{ChArgs, KafkaArgs, PgArgs};
 use crate::kafka::admin::{TopicState, dead_letter_topic, ensure_named_topic, ensure_topic};
-use crate::store::clickhouse::{ChArgs, ChStore};
-use crate::store::postgres::{PgArgs, PgStore};
+use crate::store::clickhouse::ChStore;
+use crate::store::postgres::PgStore;
 
 /// Settings of `button migrate`.
 #[derive(Debug, Clone, Args)]
@@ -37,15 +37,15 @@ pub struct MigrateArgs {
 /// `button migrate`.
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let mut did_something = false;
-    if args.kafka.brokers().is_some() {
+    if let Some(kafka) = args.kafka.config() {
         did_something = true;
-        let topic = &args.kafka.topic;
+        let topic = &kafka.topic;
         let dlq = dead_letter_topic(topic);
-        match ensure_named_topic(&args.kafka, &dlq, 1, args.replication_factor).await? {
+        match ensure_named_topic(&kafka, &dlq, 1, args.replication_factor).await? {
             TopicState::Created => tracing::info!(topic = %dlq, "dead-letter topic created"),
             TopicState::Existed { .. } => tracing::info!(topic = %dlq, "dead-letter topic exists"),
         }
-        match ensure_topic(&args.kafka, args.partitions, args.replication_factor).await? {
+        match ensure_topic(&kafka, args.partitions, args.replication_factor).await? {
             TopicState::Created => tracing::info!(
                 %topic,
                 partitions = args.partitions,
@@ -65,14 +65,14 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(url) = args.postgres.url() {
+    if let Some(pg) = args.postgres.config() {
         did_something = true;
-        PgStore::connect(&url).await?.migrate().await?;
+        PgStore::connect(&pg).await?.migrate().await?;
         tracing::info!("PostgreSQL schema is up to date");
     }
-    if let Some(url) = args.clickhouse.url() {
+    if let Some(ch) = args.clickhouse.config() {
         did_something = true;
-        ChStore::connect(&url).await?.migrate().await?;
+        ChStore::connect(&ch).await?.migrate().await?;
         tracing::info!("ClickHouse schema is up to date");
     }
     anyhow::ensure!(

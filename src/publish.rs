@@ -1,12 +1,17 @@
-//! Where events go once a handler has made them: the embedded store, or (later)
-//! Kafka. A press is acknowledged to the visitor only after `publish` returns `Ok`,
-//! which means the event is durable in the destination.
+//! Where events go once a handler has made them: the embedded store, or Kafka,
+//! under the layers of [`crate::pipeline`]. A press is acknowledged to the visitor
+//! only after `publish` returns `Ok`, which means the event is durable in the
+//! destination.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::domain::PressEvent;
 
-/// Why an event was not accepted. Every case is safe to retry: nothing was stored.
+/// Why an event was not accepted. Every case is safe to retry: nothing was stored
+/// (or, for a timeout, the destination may still store it once; consumers
+/// deduplicate on `event_id`).
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// The queue in front of the destination is full; shed load instead of waiting.
@@ -15,9 +20,12 @@ pub enum PublishError {
     /// The destination did not confirm in time.
     #[error("the event was not confirmed within {0:?}")]
     Timeout(std::time::Duration),
+    /// The destination is shutting down and takes no more events.
+    #[error("the event destination is shutting down")]
+    Closed,
     /// The destination refused or failed to store the event.
-    #[error("the event store failed: {0}")]
-    Unavailable(String),
+    #[error("the event destination failed")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A destination for events.
@@ -31,4 +39,20 @@ pub trait Publish: Send + Sync + 'static {
 
     /// Stops accepting events and waits until everything accepted is stored.
     async fn close(&self);
+}
+
+/// A shared destination is a destination, so layers can wrap `Arc<dyn Publish>`.
+#[async_trait]
+impl<P: Publish + ?Sized> Publish for Arc<P> {
+    async fn publish(&self, event: PressEvent) -> Result<(), PublishError> {
+        (**self).publish(event).await
+    }
+
+    fn is_ready(&self) -> bool {
+        (**self).is_ready()
+    }
+
+    async fn close(&self) {
+        (**self).close().await
+    }
 }

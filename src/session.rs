@@ -181,10 +181,14 @@ fn unix_secs(t: SystemTime) -> u64 {
 
 /// The secret from `--secret`, else the one kept in `data_dir/secret.key`, created
 /// with 64 random bytes (mode 0600) on first start.
-pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn load_or_create_secret(
+    configured: Option<&secrecy::SecretString>,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
+    use secrecy::ExposeSecret;
     if let Some(s) = configured {
-        return Ok(s.as_bytes().to_vec());
+        return Ok(s.expose_secret().as_bytes().to_vec());
     }
     let path = data_dir.join("secret.key");
     match std::fs::read_to_string(&path) {
@@ -340,7 +344,7 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_eq!(a, b);
         assert_eq!(
-            load_or_create_secret(Some("given"), dir.path()).unwrap(),
+            load_or_create_secret(Some(&"given".into()), dir.path()).unwrap(),
             b"given"
         );
     }

@@ -72,8 +72,50 @@ pub struct Stats {
 
 /// Why statistics could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read statistics: {0}")]
-pub struct StatsError(pub String);
+pub enum StatsError {
+    /// Events go to Kafka and no store to read them back is configured.
+    #[error("events go to Kafka and no statistics store is configured (--stats-from)")]
+    NotConfigured,
+    /// The store failed to answer.
+    #[error("cannot read statistics from {store}")]
+    Read {
+        /// Which store (and where), never with credentials.
+        store: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StatsError {
+    /// A failed read from `store`, keeping its cause.
+    pub fn read(
+        store: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StatsError::Read {
+            store: store.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// The statistics source when events go to Kafka and no store to read them back
+/// is configured: every read says so.
+pub struct NotConfigured;
+
+#[async_trait]
+impl StatsSource for NotConfigured {
+    async fn global(&self) -> Result<GlobalStats, StatsError> {
+        Err(StatsError::NotConfigured)
+    }
+    async fn session_presses(&self, _: Uuid) -> Result<u64, StatsError> {
+        Err(StatsError::NotConfigured)
+    }
+    async fn country_presses_since(&self, _: &str, _: i64) -> Result<u64, StatsError> {
+        Err(StatsError::NotConfigured)
+    }
+}
 
 /// A store that can answer the statistics queries.
 #[async_trait]

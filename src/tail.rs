@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::PressEvent;
 use crate::encoding;
-use crate::kafka::{KafkaArgs, RegistryArgs, decode_value};
+use crate::config::{KafkaArgs, RegistryArgs};
+use crate::kafka::{SchemaRegistry, decode_value};
 
 /// Settings of `button tail`.
 #[derive(Debug, Clone, Args)]
@@ -49,7 +50,7 @@ pub struct TailArgs {
 
     /// Without --follow, stop when no event arrived for this long (the end of the
     /// topic is also detected directly where the broker reports it).
-    #[arg(long, default_value = "5s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::config::parse::duration)]
     pub idle_timeout: Duration,
 }
 
@@ -86,8 +87,9 @@ pub fn format_line(e: &PressEvent) -> String {
 
 /// `button tail`.
 pub async fn run(args: TailArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let registry = args.registry.registry().map_err(anyhow::Error::msg)?;
-    let mut config = args.kafka.client_config()?;
+    let registry = args.registry.config().as_ref().map(SchemaRegistry::new);
+    let kafka = args.kafka.require()?;
+    let mut config = crate::kafka::client_config(&kafka)?;
     config
         // Required by librdkafka for a consumer; never joined, never committed.
         .set("group.id", format!("button-tail-{}", uuid::Uuid::new_v4()))
@@ -96,7 +98,7 @@ pub async fn run(args: TailArgs, shutdown: CancellationToken) -> anyhow::Result<
         .set("enable.partition.eof", "true");
     let consumer: StreamConsumer<QuietEof> = config.create_with_context(QuietEof)?;
 
-    let topic = &args.kafka.topic;
+    let topic = &kafka.topic;
     let md = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .context("cannot fetch metadata from the Kafka brokers")?;

@@ -64,7 +64,7 @@ async fn pressing_the_button_in_chromium_swaps_the_reply_and_counts_on_stats() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
     let args = api::serve_args(&["--listen", "127.0.0.1:0", "--data-dir", dir]);
-    let server = Server::build(&args).await.unwrap();
+    let server = Server::build(&args.config().unwrap()).await.unwrap();
     let base = format!("http://{}", server.local_addr());
     let stop = CancellationToken::new();
     let served = tokio::spawn(server.run_until_stopped(stop.clone()));

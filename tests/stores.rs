@@ -247,8 +247,8 @@ async fn postgres_store_migrates_writes_idempotently_and_counts_exactly() {
     let url = new_pg_db(&base).await;
     // Concurrent migrations on an empty database, then again one by one.
     let (a, b) = (
-        PgStore::connect(&url).await.unwrap(),
-        PgStore::connect(&url).await.unwrap(),
+        PgStore::connect(&(&url).parse().unwrap()).await.unwrap(),
+        PgStore::connect(&(&url).parse().unwrap()).await.unwrap(),
     );
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.unwrap();
@@ -279,8 +279,8 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
     };
     let url = new_ch_db(&base).await;
     let (a, b) = (
-        ChStore::connect(&url).await.unwrap(),
-        ChStore::connect(&url).await.unwrap(),
+        ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
+        ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
     );
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.unwrap();
@@ -324,8 +324,8 @@ async fn both_stores_agree_on_every_figure() {
     ) else {
         return;
     };
-    let pg = PgStore::connect(&new_pg_db(&pg).await).await.unwrap();
-    let ch = ChStore::connect(&new_ch_db(&ch).await).await.unwrap();
+    let pg = PgStore::connect(&(&new_pg_db(&pg).await).parse().unwrap()).await.unwrap();
+    let ch = ChStore::connect(&(&new_ch_db(&ch).await).parse().unwrap()).await.unwrap();
     pg.migrate().await.unwrap();
     ch.migrate().await.unwrap();
     let events = generate(3_000, 7);
@@ -357,7 +357,7 @@ async fn both_stores_agree_on_every_figure() {
 async fn errors_that_retrying_cannot_fix_say_so() {
     if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
         // No migration: the table does not exist (a schema error).
-        let store = PgStore::connect(&new_pg_db(&base).await).await.unwrap();
+        let store = PgStore::connect(&(&new_pg_db(&base).await).parse().unwrap()).await.unwrap();
         let err = store.write(&generate(5, 1)).await.unwrap_err();
         eprintln!("expected error: {err}");
         assert!(!err.retryable, "{err}");
@@ -375,14 +375,14 @@ async fn errors_that_retrying_cannot_fix_say_so() {
         let mut url = Url::parse(&base).unwrap();
         url.set_password(Some("hunter2-secret")).unwrap();
         url.set_port(Some(1)).unwrap();
-        let err = PgStore::connect(url.as_str()).await.unwrap_err();
+        let err = PgStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
         let msg = format!("{err:#}");
         eprintln!("expected error: {msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
         assert!(msg.contains("127.0.0.1:1"), "{msg}");
     }
     if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
-        let store = ChStore::connect(&new_ch_db(&base).await).await.unwrap();
+        let store = ChStore::connect(&(&new_ch_db(&base).await).parse().unwrap()).await.unwrap();
         let err = store.write(&generate(5, 1)).await.unwrap_err();
         eprintln!("expected error: {err}");
         assert!(!err.retryable, "{err}");
@@ -390,14 +390,14 @@ async fn errors_that_retrying_cannot_fix_say_so() {
         let mut url = Url::parse(&base).unwrap();
         url.set_username("default").unwrap();
         url.set_password(Some("hunter2-secret")).unwrap();
-        let err = ChStore::connect(url.as_str()).await.unwrap_err();
+        let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
         let msg = format!("{err:#}");
         eprintln!("expected error: {msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
         assert!(msg.contains("127.0.0.1"), "{msg}");
         let mut url = Url::parse(&base).unwrap();
         url.query_pairs_mut().append_pair("database", "no_such_db");
-        let err = ChStore::connect(url.as_str()).await.unwrap_err();
+        let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
         eprintln!("expected error: {err}");
         assert!(err.to_string().contains("no_such_db"), "{err}");
     }
@@ -463,7 +463,7 @@ async fn postgres_tls_follows_libpq_sslmode() {
     ];
     for (i, (host, params, tls)) in ok.iter().enumerate() {
         let app = format!("tls_ok_{i}");
-        let store = PgStore::connect(&url(host, params, &app))
+        let store = PgStore::connect(&(&url(host, params, &app)).parse().unwrap())
             .await
             .unwrap_or_else(|e| panic!("{params}: {e:#}"));
         assert_eq!(uses_tls(app).await, *tls, "{params}");
@@ -477,7 +477,7 @@ async fn postgres_tls_follows_libpq_sslmode() {
         ("localhost", "sslmode=verify-ca".to_owned()),
     ];
     for (host, params) in fail {
-        let err = PgStore::connect(&url(host, &params, "tls_fail"))
+        let err = PgStore::connect(&(&url(host, &params, "tls_fail")).parse().unwrap())
             .await
             .err()
             .unwrap_or_else(|| panic!("{params} connected"));
@@ -501,14 +501,14 @@ async fn clickhouse_credentials_from_the_url_work() {
     let mut url = Url::parse(&new_ch_db(&base).await).unwrap();
     url.set_username(&user).unwrap();
     url.set_password(Some(&password)).unwrap();
-    let store = ChStore::connect(url.as_str()).await.unwrap();
+    let store = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap();
     assert!(!format!("{store:?}").contains(&password));
     store.migrate().await.unwrap();
     let events = generate(100, 3);
     store.write(&events).await.unwrap();
     assert_eq!(store.global().await.unwrap(), expected(&events).global);
     url.set_password(Some("wrong")).unwrap();
-    let err = ChStore::connect(url.as_str()).await.unwrap_err();
+    let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
     assert!(err.to_string().contains("193"), "{err}");
 }
 
@@ -546,10 +546,10 @@ async fn concurrent_writers_of_the_same_events_count_each_once() {
     if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
         let url = new_pg_db(&base).await;
         let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
-        let first = Arc::new(PgStore::connect(&url).await.unwrap());
+        let first = Arc::new(PgStore::connect(&(&url).parse().unwrap()).await.unwrap());
         first.migrate().await.unwrap();
         for _ in 0..3 {
-            stores.push(Arc::new(PgStore::connect(&url).await.unwrap()));
+            stores.push(Arc::new(PgStore::connect(&(&url).parse().unwrap()).await.unwrap()));
         }
         concurrent_overlapping_writes(stores, &events).await;
         check_stats(first.as_ref(), &want, "postgres").await;
@@ -557,10 +557,10 @@ async fn concurrent_writers_of_the_same_events_count_each_once() {
     if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
         let url = new_ch_db(&base).await;
         let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
-        let first = Arc::new(ChStore::connect(&url).await.unwrap());
+        let first = Arc::new(ChStore::connect(&(&url).parse().unwrap()).await.unwrap());
         first.migrate().await.unwrap();
         for _ in 0..3 {
-            stores.push(Arc::new(ChStore::connect(&url).await.unwrap()));
+            stores.push(Arc::new(ChStore::connect(&(&url).parse().unwrap()).await.unwrap()));
         }
         concurrent_overlapping_writes(stores, &events).await;
         check_stats(first.as_ref(), &want, "clickhouse").await;
@@ -676,7 +676,7 @@ async fn stores_recover_from_outages_by_themselves() {
         let mut via = Url::parse(&url).unwrap();
         let proxy = Proxy::start(socket_addr(&via)).await;
         via.set_port(Some(proxy.addr.port())).unwrap();
-        let store = PgStore::connect(via.as_str())
+        let store = PgStore::connect(&(via.as_str()).parse().unwrap())
             .await
             .unwrap()
             .with_query_timeout(Duration::from_secs(5));
@@ -689,7 +689,7 @@ async fn stores_recover_from_outages_by_themselves() {
         let mut via = Url::parse(&url).unwrap();
         let proxy = Proxy::start(socket_addr(&via)).await;
         via.set_port(Some(proxy.addr.port())).unwrap();
-        let store = ChStore::connect(via.as_str()).await.unwrap();
+        let store = ChStore::connect(&(via.as_str()).parse().unwrap()).await.unwrap();
         store.migrate().await.unwrap();
         survives_outage(&store, &proxy, &events).await;
         assert_eq!(store.global().await.unwrap(), want.global);
@@ -712,7 +712,7 @@ async fn write_throughput() {
         );
     };
     if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
-        let store = PgStore::connect(&new_pg_db(&base).await).await.unwrap();
+        let store = PgStore::connect(&(&new_pg_db(&base).await).parse().unwrap()).await.unwrap();
         store.migrate().await.unwrap();
         let t = Instant::now();
         for batch in events.chunks(BATCH) {
@@ -727,7 +727,7 @@ async fn write_throughput() {
         assert_eq!(store.global().await.unwrap(), expected(events).global);
     }
     if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
-        let store = ChStore::connect(&new_ch_db(&base).await).await.unwrap();
+        let store = ChStore::connect(&(&new_ch_db(&base).await).parse().unwrap()).await.unwrap();
         store.migrate().await.unwrap();
         let t = Instant::now();
         for batch in events.chunks(BATCH) {

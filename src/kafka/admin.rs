@@ -7,7 +7,7 @@ use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
-use super::KafkaArgs;
+use crate::config::KafkaConfig;
 
 /// What `ensure_topic` found or did.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum TopicState {
 
 /// Creates `args.topic` with `partitions` and `replication` unless it exists.
 pub async fn ensure_topic(
-    args: &KafkaArgs,
+    args: &KafkaConfig,
     partitions: i32,
     replication: i32,
 ) -> anyhow::Result<TopicState> {
@@ -37,12 +37,12 @@ pub fn dead_letter_topic(topic: &str) -> String {
 
 /// Creates `name` with `partitions` and `replication` unless it exists.
 pub async fn ensure_named_topic(
-    args: &KafkaArgs,
+    args: &KafkaConfig,
     name: &str,
     partitions: i32,
     replication: i32,
 ) -> anyhow::Result<TopicState> {
-    let admin: AdminClient<DefaultClientContext> = args.client_config()?.create()?;
+    let admin: AdminClient<DefaultClientContext> = super::client_config(args)?.create()?;
     if let Some(n) = partition_count(&admin, name)? {
         return Ok(TopicState::Existed { partitions: n });
     }

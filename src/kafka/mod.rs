@@ -1,4 +1,4 @@
-//! Apache Kafka: connection settings, the producer behind `serve` and `generate`,
+//! Apache Kafka: client settings, the producer behind `serve` and `generate`,
 //! the schema registry client, and topic administration.
 //!
 //! Delivery contract of the producer: idempotent, `acks=all`, keyed by session id
@@ -9,11 +9,11 @@
 //! carries `event_id` and every store deduplicates on it.
 
 pub mod admin;
-pub mod config;
+mod client;
 pub mod producer;
 pub mod registry;
 
-pub use config::KafkaArgs;
+pub use client::{ConfigError, client_config};
 
 use crate::domain::PressEvent;
 use crate::encoding::{self, DecodeError};
@@ -36,4 +36,4 @@ pub async fn decode_value(
     encoding::decode(bytes, None)
 }
 pub use producer::KafkaPublisher;
-pub use registry::{RegistryArgs, SchemaRegistry};
+pub use registry::SchemaRegistry;

@@ -20,7 +20,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
-use super::KafkaArgs;
+use crate::config::{KafkaConfig, RegistryConfig};
 use crate::domain::PressEvent;
 use crate::encoding::Encoder;
 use crate::publish::{Publish, PublishError};
@@ -116,11 +116,11 @@ impl Health {
 impl KafkaPublisher {
     /// Connects a producer to `args`' brokers, writing `encoder`'s format.
     pub fn new(
-        args: &KafkaArgs,
+        args: &KafkaConfig,
         encoder: Encoder,
         delivery_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let mut config = args.client_config()?;
+        let mut config = super::client_config(args)?;
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -176,7 +176,7 @@ impl KafkaPublisher {
             Err((e, _)) => {
                 self.shared.health.failed();
                 self.shared.recover(&producer, &e);
-                return Err(PublishError::Unavailable(e.to_string()));
+                return Err(PublishError::Unavailable(e.into()));
             }
         };
         let shared = self.shared.clone();
@@ -188,9 +188,9 @@ impl KafkaPublisher {
                 Ok(Ok(Err((e, _)))) => {
                     shared.health.failed();
                     shared.recover(&producer, &e);
-                    Err(PublishError::Unavailable(e.to_string()))
+                    Err(PublishError::Unavailable(e.into()))
                 }
-                Ok(Err(_)) => Err(PublishError::Unavailable("the producer was closed".into())),
+                Ok(Err(_)) => Err(PublishError::Closed),
                 Err(_) => {
                     shared.health.failed();
                     Err(PublishError::Timeout(bound))
@@ -256,14 +256,14 @@ impl Publish for KafkaPublisher {
 /// `<topic>-value`) and a registry that refuses it stops the start with its reason.
 pub async fn encoder(
     format: crate::encoding::Format,
-    kafka: &KafkaArgs,
-    registry: &super::RegistryArgs,
+    kafka: &KafkaConfig,
+    registry: Option<&RegistryConfig>,
 ) -> anyhow::Result<Encoder> {
     use anyhow::Context;
     match format {
         crate::encoding::Format::Json => Ok(Encoder::Json),
         crate::encoding::Format::Avro => {
-            let registry = registry.registry().map_err(anyhow::Error::msg)?.context(
+            let registry = registry.map(super::SchemaRegistry::new).context(
                 "--format avro needs a schema registry: pass --schema-registry-url \
                  (or set BUTTON_SCHEMA_REGISTRY_URL or SCHEMA_REGISTRY_URI)",
             )?;

@@ -6,75 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use apache_avro::Schema;
-use clap::Args;
-use reqwest::Url;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use crate::config::{CredentialedUrl, RegistryConfig};
+
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
-
-/// A registry address; credentials in the URL (`https://user:pass@host`) are split
-/// off and kept secret, so printing the settings never shows them.
-#[derive(Clone)]
-pub struct RegistryUrl {
-    url: Url,
-    user: Option<String>,
-    password: Option<SecretString>,
-}
-
-impl std::fmt::Debug for RegistryUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RegistryUrl({})", self.url)
-    }
-}
-
-impl std::str::FromStr for RegistryUrl {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("the schema registry URL must be http:// or https://".into());
-        }
-        let user = (!url.username().is_empty()).then(|| url.username().to_owned());
-        let password = url.password().map(|p| SecretString::from(p.to_owned()));
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        Ok(RegistryUrl {
-            url,
-            user,
-            password,
-        })
-    }
-}
-
-/// Schema registry settings.
-#[derive(Debug, Clone, Args)]
-pub struct RegistryArgs {
-    /// Confluent-compatible schema registry, `https://user:password@host:port`.
-    /// Also read from the original app's SCHEMA_REGISTRY_URI.
-    #[arg(
-        id = "schema_registry_url",
-        long = "schema-registry-url",
-        env = "BUTTON_SCHEMA_REGISTRY_URL",
-        hide_env_values = true
-    )]
-    pub url: Option<RegistryUrl>,
-}
-
-impl RegistryArgs {
-    /// The registry from the flag, `BUTTON_SCHEMA_REGISTRY_URL` or `SCHEMA_REGISTRY_URI`.
-    pub fn registry(&self) -> Result<Option<SchemaRegistry>, String> {
-        let url = match &self.url {
-            Some(u) => Some(u.clone()),
-            None => match std::env::var("SCHEMA_REGISTRY_URI") {
-                Ok(s) if !s.trim().is_empty() => Some(s.parse()?),
-                _ => None,
-            },
-        };
-        Ok(url.map(SchemaRegistry::new))
-    }
-}
 
 /// What the registry said.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +46,7 @@ pub enum RegistryError {
 /// A registry client. Cheap to clone.
 #[derive(Clone)]
 pub struct SchemaRegistry {
-    url: RegistryUrl,
+    url: CredentialedUrl,
     http: reqwest::Client,
     cache: Arc<Mutex<HashMap<u32, Arc<Schema>>>>,
 }
@@ -129,8 +67,9 @@ struct ErrorBody {
 }
 
 impl SchemaRegistry {
-    /// A client for `url`.
-    pub fn new(url: RegistryUrl) -> Self {
+    /// A client for the configured registry.
+    pub fn new(config: &RegistryConfig) -> Self {
+        let url = config.url.clone();
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()
@@ -143,20 +82,14 @@ impl SchemaRegistry {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut url = self.url.url.clone();
+        let mut url = self.url.url().clone();
         url.set_path(&format!("{}{}", url.path().trim_end_matches('/'), path));
         let mut req = self
             .http
             .request(method, url)
             .header("accept", CONTENT_TYPE);
-        if let Some(user) = &self.url.user {
-            req = req.basic_auth(
-                user,
-                self.url
-                    .password
-                    .as_ref()
-                    .map(|p| p.expose_secret().to_owned()),
-            );
+        if let Some(user) = self.url.user() {
+            req = req.basic_auth(user, self.url.password().map(|p| p.expose_secret()));
         }
         req
     }
@@ -166,7 +99,7 @@ impl SchemaRegistry {
         req: reqwest::RequestBuilder,
     ) -> Result<T, RegistryError> {
         let http = |source| RegistryError::Http {
-            url: self.url.url.to_string(),
+            url: self.url.url().to_string(),
             source,
         };
         let res = req.send().await.map_err(http)?;
@@ -218,24 +151,4 @@ impl SchemaRegistry {
 /// The subject our value schema is registered under (TopicNameStrategy).
 pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_are_split_off_the_url_and_never_printed() {
-        let u: RegistryUrl = "https://avnadmin:s3cr3t-pw@registry.example:13044"
-            .parse()
-            .unwrap();
-        assert_eq!(u.user.as_deref(), Some("avnadmin"));
-        assert_eq!(u.password.as_ref().unwrap().expose_secret(), "s3cr3t-pw");
-        let shown = format!("{u:?}");
-        assert!(
-            !shown.contains("s3cr3t") && !shown.contains("avnadmin"),
-            "{shown}"
-        );
-        assert!("ftp://x".parse::<RegistryUrl>().is_err());
-    }
 }

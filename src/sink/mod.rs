@@ -39,9 +39,10 @@ use tokio_util::sync::CancellationToken;
 pub use batch::{Batch, BatchLimits, DeadLetter};
 pub use retry::Backoff;
 
-use crate::kafka::{KafkaArgs, RegistryArgs, SchemaRegistry};
-use crate::store::clickhouse::{ChArgs, ChStore};
-use crate::store::postgres::{PgArgs, PgStore};
+use crate::config::{ChArgs, ChConfig, KafkaArgs, PgArgs, PgConfig, RegistryArgs};
+use crate::kafka::SchemaRegistry;
+use crate::store::clickhouse::ChStore;
+use crate::store::postgres::PgStore;
 use crate::store::{EventStore, WriteError};
 
 /// Settings of `button sink`.
@@ -76,16 +77,16 @@ pub struct SinkArgs {
     pub batch_max_bytes: u64,
 
     /// Longest a batch waits for more messages.
-    #[arg(long, env = "BUTTON_BATCH_MAX_WAIT", default_value = "500ms", value_parser = crate::cli::parse_duration)]
+    #[arg(long, env = "BUTTON_BATCH_MAX_WAIT", default_value = "500ms", value_parser = crate::config::parse::duration)]
     pub batch_max_wait: Duration,
 
     /// On SIGTERM, how long to keep trying to store the open batch before giving up
     /// (it is then redelivered, not lost). Keep it below the group session timeout.
-    #[arg(long, env = "BUTTON_DRAIN_TIMEOUT", default_value = "8s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, env = "BUTTON_DRAIN_TIMEOUT", default_value = "8s", value_parser = crate::config::parse::duration)]
     pub drain_timeout: Duration,
 
     /// How often progress and lag are logged.
-    #[arg(long, env = "BUTTON_PROGRESS_EVERY", default_value = "10s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, env = "BUTTON_PROGRESS_EVERY", default_value = "10s", value_parser = crate::config::parse::duration)]
     pub progress_every: Duration,
 }
 
@@ -135,13 +136,16 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
 }
 
 /// Connects to every configured store (at least one).
-pub async fn connect_stores(pg: &PgArgs, ch: &ChArgs) -> anyhow::Result<Vec<Arc<dyn EventStore>>> {
+pub async fn connect_stores(
+    pg: Option<&PgConfig>,
+    ch: Option<&ChConfig>,
+) -> anyhow::Result<Vec<Arc<dyn EventStore>>> {
     let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
-    if let Some(url) = pg.url() {
-        stores.push(Arc::new(PgStore::connect(&url).await?));
+    if let Some(pg) = pg {
+        stores.push(Arc::new(PgStore::connect(pg).await?));
     }
-    if let Some(url) = ch.url() {
-        stores.push(Arc::new(ChStore::connect(&url).await?));
+    if let Some(ch) = ch {
+        stores.push(Arc::new(ChStore::connect(ch).await?));
     }
     anyhow::ensure!(
         !stores.is_empty(),
@@ -152,12 +156,17 @@ pub async fn connect_stores(pg: &PgArgs, ch: &ChArgs) -> anyhow::Result<Vec<Arc<
 
 /// `button sink`.
 pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let stores = connect_stores(&args.postgres, &args.clickhouse).await?;
+    let stores = connect_stores(
+        args.postgres.config().as_ref(),
+        args.clickhouse.config().as_ref(),
+    )
+    .await?;
     let names: Vec<_> = stores.iter().map(|s| s.name()).collect();
-    let registry = args.registry.registry().map_err(anyhow::Error::msg)?;
-    let topic = args.kafka.topic.clone();
+    let registry = args.registry.config().as_ref().map(SchemaRegistry::new);
+    let kafka = args.kafka.require()?;
+    let topic = kafka.topic.clone();
 
-    let mut config = args.kafka.client_config()?;
+    let mut config = crate::kafka::client_config(&kafka)?;
     config
         .set("group.id", &args.group)
         .set("enable.auto.commit", "true")
@@ -173,7 +182,7 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
         .subscribe(&[&topic])
         .with_context(|| format!("cannot subscribe to {topic}"))?;
 
-    let mut dlq_config = args.kafka.client_config()?;
+    let mut dlq_config = crate::kafka::client_config(&kafka)?;
     dlq_config
         .set("acks", "all")
         .set("enable.idempotence", "true");
@@ -181,7 +190,7 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     let dlq_topic = crate::kafka::admin::dead_letter_topic(&topic);
     // Without it, a bad message would stall the sink; `migrate` creates it, and a
     // broker that allows it gets one here (one partition, one replica).
-    crate::kafka::admin::ensure_named_topic(&args.kafka, &dlq_topic, 1, 1).await.with_context(|| {
+    crate::kafka::admin::ensure_named_topic(&kafka, &dlq_topic, 1, 1).await.with_context(|| {
         format!("the dead-letter topic {dlq_topic} is missing and cannot be created: run `button migrate --kafka-brokers ... --replication-factor N`")
     })?;
 

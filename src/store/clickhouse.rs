@@ -44,6 +44,7 @@ use uuid::Uuid;
 
 use super::postgres::percent_decode;
 use super::{EventStore, WriteError};
+use crate::config::ChConfig;
 use crate::domain::PressEvent;
 use crate::stats::{CountryPresses, GlobalStats, StatsError, StatsSource};
 
@@ -109,64 +110,6 @@ const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {db}.button_schema_mi
 
 const COLUMNS: &str = "event_id, session_id, timestamp, action, country_name, country_code, \
      subdivision_name, subdivision_code, city_name, cohort, latitude, longitude";
-
-/// ClickHouse connection settings.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ChArgs {
-    /// ClickHouse HTTP(S) URL, e.g. https://USER:PASSWORD@HOST:8443/?database=button or
-    /// http://127.0.0.1:8123 (database `default`). Other query parameters are sent
-    /// as settings. Also built from the original app's CH_HOST, CH_HTTPS_PORT,
-    /// CH_USER and CH_PASSWORD.
-    #[arg(id = "clickhouse_url", long = "clickhouse-url", env = "BUTTON_CLICKHOUSE_URL", hide_env_values = true, value_parser = crate::cli::secret)]
-    pub url: Option<SecretString>,
-}
-
-impl ChArgs {
-    /// The URL from the flag, `BUTTON_CLICKHOUSE_URL`, or the original app's
-    /// `CH_HOST`/`CH_HTTPS_PORT`/`CH_USER`/`CH_PASSWORD`.
-    pub fn url(&self) -> Option<String> {
-        let var = |name| std::env::var(name).ok();
-        self.url
-            .as_ref()
-            .map(|s| s.expose_secret().to_owned())
-            .filter(|u| !u.trim().is_empty())
-            .or_else(|| {
-                url_from_parts(
-                    var("CH_HOST").as_deref(),
-                    var("CH_HTTPS_PORT").as_deref(),
-                    var("CH_USER").as_deref(),
-                    var("CH_PASSWORD").as_deref(),
-                )
-            })
-    }
-}
-
-/// `https://USER:PASSWORD@HOST:PORT` from the original app's variables (port 8443
-/// when not given; a host that already is a URL keeps its scheme and port).
-fn url_from_parts(
-    host: Option<&str>,
-    port: Option<&str>,
-    user: Option<&str>,
-    password: Option<&str>,
-) -> Option<String> {
-    let host = host.map(str::trim).filter(|h| !h.is_empty())?;
-    let port = port
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .unwrap_or("8443");
-    let mut url = if host.starts_with("http://") || host.starts_with("https://") {
-        Url::parse(host).ok()?
-    } else {
-        Url::parse(&format!("https://{host}:{port}/")).ok()?
-    };
-    if let Some(user) = user.filter(|u| !u.is_empty()) {
-        url.set_username(user).ok()?;
-        if let Some(password) = password {
-            url.set_password(Some(password)).ok()?;
-        }
-    }
-    Some(url.to_string())
-}
 
 /// A ClickHouse string literal: `'...'` with backslashes and quotes escaped.
 /// The only way values enter SQL text in this module.
@@ -346,6 +289,9 @@ impl fmt::Display for ChError {
     }
 }
 
+/// The message already carries the whole chain (see `Display`).
+impl std::error::Error for ChError {}
+
 /// The ClickHouse code in an error body: `Code: 60, e.displayText() = ...` (18.x)
 /// or `Code: 60. DB::Exception: ...` (current versions).
 fn error_code(body: &str) -> Option<u32> {
@@ -482,10 +428,27 @@ impl fmt::Debug for ChStore {
 }
 
 impl ChStore {
-    /// Parses `url` and checks the server answers (`SELECT 1` in the database).
-    /// Errors name the host and database, never the password.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let ep = parse_url(url)?;
+    /// Checks the server answers (`SELECT 1` in the database). Errors name the
+    /// host and database, never the password.
+    pub async fn connect(config: &ChConfig) -> anyhow::Result<Self> {
+        let store = Self::new(config)?;
+        let body = store
+            .query("SELECT 1")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach ClickHouse at {}: {e}", store.target))?;
+        anyhow::ensure!(
+            body.trim() == "1",
+            "ClickHouse at {} answered {:?} to SELECT 1",
+            store.target,
+            truncate(&body, 100)
+        );
+        Ok(store)
+    }
+
+    /// Sets the store up without talking to the server (each call is one HTTP
+    /// request, so a server that is down at start is used once it is back).
+    pub fn new(config: &ChConfig) -> anyhow::Result<Self> {
+        let ep = parse_url(&config.url.expose())?;
         let target = format!(
             "{}://{}:{}/{}",
             ep.url.scheme(),
@@ -500,7 +463,7 @@ impl ChStore {
             .user_agent(concat!("button/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot set up the HTTP client for ClickHouse")?;
-        let store = ChStore {
+        Ok(ChStore {
             http,
             endpoint: ep.url,
             user: ep.user,
@@ -508,18 +471,7 @@ impl ChStore {
             db: quote_ident(&ep.database),
             database: ep.database,
             target,
-        };
-        let body = store
-            .query("SELECT 1")
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach ClickHouse at {}: {e}", store.target))?;
-        anyhow::ensure!(
-            body.trim() == "1",
-            "ClickHouse at {} answered {:?} to SELECT 1",
-            store.target,
-            truncate(&body, 100)
-        );
-        Ok(store)
+        })
     }
 
     /// `scheme://host:port/database`, for messages.
@@ -598,7 +550,7 @@ impl ChStore {
     }
 
     fn stats_error(&self, e: ChError) -> StatsError {
-        StatsError(format!("ClickHouse at {}: {e}", self.target))
+        StatsError::read(format!("ClickHouse at {}", self.target), e)
     }
 
     fn sql(&self, template: &str) -> String {
@@ -759,13 +711,6 @@ impl StatsSource for ChStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        ch: ChArgs,
-    }
 
     #[test]
     fn strings_and_identifiers_are_escaped() {
@@ -801,44 +746,6 @@ mod tests {
         assert!(parse_url("h:8123").is_err());
         let err = parse_url("http://h/?password=hunter2").unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
-    }
-
-    #[test]
-    fn the_original_apps_variables_make_an_https_url() {
-        let url = url_from_parts(
-            Some("ch-demo.aivencloud.com"),
-            Some("24947"),
-            Some("avnadmin"),
-            Some("s3cr@t"),
-        )
-        .unwrap();
-        assert_eq!(
-            url,
-            "https://avnadmin:s3cr%40t@ch-demo.aivencloud.com:24947/"
-        );
-        let ep = parse_url(&url).unwrap();
-        assert_eq!(ep.password.as_deref(), Some("s3cr@t"));
-        assert_eq!(
-            url_from_parts(Some("h"), None, None, None).as_deref(),
-            Some("https://h:8443/")
-        );
-        assert_eq!(url_from_parts(None, Some("1"), Some("u"), Some("p")), None);
-        assert_eq!(url_from_parts(Some(" "), None, None, None), None);
-    }
-
-    #[test]
-    fn the_flag_wins_and_the_password_never_shows_in_debug_output() {
-        let cli = Cli::try_parse_from([
-            "test",
-            "--clickhouse-url",
-            "https://u:hunter2-secret@h:8443/?database=b",
-        ])
-        .unwrap();
-        assert!(!format!("{:?}", cli.ch).contains("hunter2"));
-        assert_eq!(
-            cli.ch.url().as_deref(),
-            Some("https://u:hunter2-secret@h:8443/?database=b")
-        );
     }
 
     #[test]

@@ -25,13 +25,13 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use postgres_native_tls::MakeTlsConnector;
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Mutex, OnceCell};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, Statement};
 use uuid::Uuid;
 
 use super::{EventStore, WriteError};
+use crate::config::PgConfig;
 use crate::domain::PressEvent;
 use crate::stats::{CountryPresses, GlobalStats, StatsError, StatsSource};
 
@@ -110,27 +110,6 @@ const SESSION_SQL: &str = "SELECT count(*) FROM button_presses \
 
 const COUNTRY_SINCE_SQL: &str = "SELECT count(*) FROM button_presses \
      WHERE country_code = $1 AND \"timestamp\" >= $2 AND action = 'PressButton'";
-
-/// PostgreSQL connection settings.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PgArgs {
-    /// PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=require (libpq's
-    /// sslmode values and sslrootcert=PATH are understood). Also read from the
-    /// original app's PG_SERVICE_URI.
-    #[arg(id = "postgres_url", long = "postgres-url", env = "BUTTON_POSTGRES_URL", hide_env_values = true, value_parser = crate::cli::secret)]
-    pub url: Option<SecretString>,
-}
-
-impl PgArgs {
-    /// The URL from the flag, `BUTTON_POSTGRES_URL`, or `PG_SERVICE_URI`.
-    pub fn url(&self) -> Option<String> {
-        self.url
-            .as_ref()
-            .map(|s| s.expose_secret().to_owned())
-            .or_else(|| std::env::var("PG_SERVICE_URI").ok())
-            .filter(|u| !u.trim().is_empty())
-    }
-}
 
 /// libpq's `sslmode`, with the verification levels tokio-postgres leaves to the
 /// TLS connector.
@@ -391,6 +370,7 @@ impl Conn {
 }
 
 /// Why a statement failed, and whether the connection is still good.
+#[derive(Debug)]
 enum QueryError {
     Pg(tokio_postgres::Error),
     Timeout(Duration),
@@ -428,6 +408,9 @@ impl fmt::Display for QueryError {
     }
 }
 
+/// The message already carries the whole chain (see `Display`).
+impl std::error::Error for QueryError {}
+
 /// One connection, opened on demand and replaced when it breaks.
 #[derive(Default)]
 struct Slot(Mutex<Option<Arc<Conn>>>);
@@ -451,11 +434,21 @@ impl fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Parses `url` and opens a first connection (so a wrong address, password or
-    /// certificate shows at start). Errors name the host and database, never the
-    /// password.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let parsed = parse_url(url)?;
+    /// Opens a first connection (so a wrong address, password or certificate shows
+    /// at start). Errors name the host and database, never the password.
+    pub async fn connect(config: &PgConfig) -> anyhow::Result<Self> {
+        let store = Self::new(config)?;
+        store.get(&store.writer).await.map_err(|e| {
+            anyhow::anyhow!("cannot connect to PostgreSQL at {}: {e}", store.target)
+        })?;
+        Ok(store)
+    }
+
+    /// Sets the store up without connecting: connections are opened on first use
+    /// and again after they break, so a database that is down at start is used
+    /// once it is back.
+    pub fn new(config: &PgConfig) -> anyhow::Result<Self> {
+        let parsed = parse_url(&config.url.expose())?;
         let mut config: Config = parsed
             .conn_str
             .parse()
@@ -472,18 +465,14 @@ impl PgStore {
             config.application_name("button");
         }
         let tls = tls_connector(parsed.mode, parsed.root_cert.as_deref())?;
-        let store = PgStore {
+        Ok(PgStore {
             target: describe(&config),
             config,
             tls,
             timeout: DEFAULT_QUERY_TIMEOUT,
             writer: Slot::default(),
             reader: Slot::default(),
-        };
-        store.get(&store.writer).await.map_err(|e| {
-            anyhow::anyhow!("cannot connect to PostgreSQL at {}: {e}", store.target)
-        })?;
-        Ok(store)
+        })
     }
 
     /// How long a statement may run before its connection is dropped and the call
@@ -630,7 +619,7 @@ impl PgStore {
         Q: FnOnce(Arc<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        let fail = |e: QueryError| StatsError(format!("PostgreSQL at {}: {e}", self.target));
+        let fail = |e: QueryError| StatsError::read(format!("PostgreSQL at {}", self.target), e);
         let conn = self.get(&self.reader).await.map_err(fail)?;
         self.finish(&self.reader, &conn, query(conn.clone()))
             .await
@@ -788,40 +777,7 @@ impl StatsSource for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
     use tokio_postgres::config::SslMode;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        pg: PgArgs,
-    }
-
-    #[test]
-    fn the_password_never_shows_in_debug_output() {
-        let cli = Cli::try_parse_from([
-            "test",
-            "--postgres-url",
-            "postgres://avnadmin:hunter2-secret@pg.example.com:12345/defaultdb?sslmode=require",
-        ])
-        .unwrap();
-        assert!(!format!("{:?}", cli.pg).contains("hunter2"));
-        assert!(cli.pg.url().unwrap().contains("hunter2-secret"));
-    }
-
-    #[test]
-    fn the_original_apps_variable_is_the_fallback() {
-        // Only checks the flag wins; the environment is shared by parallel tests.
-        let cli = Cli::try_parse_from(["test", "--postgres-url", "postgres://a@b/c"]).unwrap();
-        assert_eq!(cli.pg.url().as_deref(), Some("postgres://a@b/c"));
-        let cli = Cli::try_parse_from(["test"]).unwrap();
-        assert_eq!(
-            cli.pg.url(),
-            std::env::var("PG_SERVICE_URI")
-                .ok()
-                .filter(|u| !u.trim().is_empty())
-        );
-    }
 
     #[test]
     fn libpq_sslmodes_map_to_tokio_postgres_and_tls_checks() {

@@ -69,7 +69,7 @@ const MIGRATIONS: &[&str] = &[r#"
 
 struct Job {
     event: PressEvent,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), Arc<rusqlite::Error>>>,
 }
 
 /// The embedded event store.
@@ -78,7 +78,7 @@ pub struct SqliteStore {
     queue: StdMutex<Option<mpsc::Sender<Job>>>,
     writer: StdMutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: StdMutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
-    readers: Vec<StdMutex<Connection>>,
+    readers: Arc<[StdMutex<Connection>]>,
     health: Arc<WriterHealth>,
 }
 
@@ -168,7 +168,7 @@ impl SqliteStore {
             queue: StdMutex::new(Some(tx)),
             writer: StdMutex::new(Some(writer)),
             checkpointer: StdMutex::new(Some((stop_checkpoints, checkpointer))),
-            readers,
+            readers: readers.into(),
             health,
         })
     }
@@ -180,22 +180,21 @@ impl SqliteStore {
 
     /// Runs `f` on a read connection, off the async runtime.
     async fn read<T: Send + 'static>(
-        self: &Arc<Self>,
+        &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StatsError> {
-        let this = self.clone();
+        let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             // Any free connection; else wait for the first.
-            let guard = this
-                .readers
+            let guard = readers
                 .iter()
                 .find_map(|r| r.try_lock().ok())
-                .unwrap_or_else(|| this.readers[0].lock().unwrap_or_else(|p| p.into_inner()));
+                .unwrap_or_else(|| readers[0].lock().unwrap_or_else(|p| p.into_inner()));
             f(&guard)
         })
         .await
-        .map_err(|e| StatsError(e.to_string()))?
-        .map_err(|e| StatsError(e.to_string()))
+        .map_err(|e| StatsError::read("SQLite", e))?
+        .map_err(|e| StatsError::read("SQLite", e))
     }
 }
 
@@ -239,7 +238,7 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, health: &Writer
         health
             .busy_since_ms
             .store(health.now_ms(), Ordering::Relaxed);
-        let result = insert_batch(&mut conn, &batch).map_err(|e| e.to_string());
+        let result = insert_batch(&mut conn, &batch).map_err(Arc::new);
         health.busy_since_ms.store(0, Ordering::Relaxed);
         health.last_ok.store(result.is_ok(), Ordering::Relaxed);
         if let Err(e) = &result {
@@ -311,20 +310,16 @@ impl Publish for SqliteStore {
         let (done, wait) = oneshot::channel();
         let sender = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(sender) = sender else {
-            return Err(PublishError::Unavailable(
-                "the store is shutting down".into(),
-            ));
+            return Err(PublishError::Closed);
         };
         sender.try_send(Job { event, done }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => PublishError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => {
-                PublishError::Unavailable("the store is shutting down".into())
-            }
+            mpsc::error::TrySendError::Closed(_) => PublishError::Closed,
         })?;
         match tokio::time::timeout(COMMIT_TIMEOUT, wait).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(PublishError::Unavailable(e)),
-            Ok(Err(_)) => Err(PublishError::Unavailable("the writer stopped".into())),
+            Ok(Ok(Err(e))) => Err(PublishError::Unavailable(Box::new(e))),
+            Ok(Err(_)) => Err(PublishError::Closed),
             Err(_) => Err(PublishError::Timeout(COMMIT_TIMEOUT)),
         }
     }
@@ -361,9 +356,9 @@ impl Publish for SqliteStore {
     }
 }
 
-/// Read side, shared through an `Arc` so queries can run on blocking threads.
+/// Read side: queries run on blocking threads, on the store's read connections.
 #[async_trait]
-impl StatsSource for Arc<SqliteStore> {
+impl StatsSource for SqliteStore {
     async fn global(&self) -> Result<GlobalStats, StatsError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
@@ -480,7 +475,7 @@ mod tests {
     #[tokio::test]
     async fn committed_events_are_counted_once_per_id() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path(), 16).unwrap());
+        let store = SqliteStore::open(dir.path(), 16).unwrap();
         let s = Uuid::new_v4();
         let press = event(Action::PressButton, s, "NL");
         store
@@ -542,6 +537,6 @@ mod tests {
         let err = store
             .publish(event(Action::PressButton, Uuid::new_v4(), "DE"))
             .await;
-        assert!(matches!(err, Err(PublishError::Unavailable(_))));
+        assert!(matches!(err, Err(PublishError::Closed)));
     }
 }

@@ -1,7 +1,8 @@
 //! The web tier: the button page, presses, stats, health, and the static assets.
 //!
 //! Handlers are thin: they extract a [`Visitor`], call one [`AppState`] method and
-//! render. The tier keeps no state of its own between requests (the session lives
+//! render. What events go through and where statistics come from is built by
+//! [`crate::pipeline`]; this module only serves HTTP. The tier keeps no state of its own between requests (the session lives
 //! in a signed cookie), so it scales horizontally behind a load balancer.
 
 mod assets;
@@ -27,22 +28,18 @@ use uuid::Uuid;
 pub use error::AppError;
 pub use visitor::Visitor;
 
-use crate::cli::{ServeArgs, StatsFrom};
+use crate::config::ServeConfig;
 use crate::domain::{Action, PressEvent, TrustedProxies};
 use crate::geo::GeoDb;
-use crate::kafka::KafkaPublisher;
+use crate::pipeline::Pipeline;
 use crate::publish::Publish;
 use crate::replies::Replies;
 use crate::session::{Session, SessionCodec};
-use crate::stats::{GlobalStats, StatsError, StatsService, StatsSource};
-use crate::store::SqliteStore;
+use crate::stats::StatsService;
 
 /// The content security policy: nothing from any other origin, no inline code.
 pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-
-/// How long the store-wide statistics are cached.
-const STATS_TTL: Duration = Duration::from_secs(1);
 
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -86,8 +83,10 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     routes::routes()
         .with_state(state)
-        // Security headers on every response, errors included; error causes logged.
-        .layer(axum::middleware::map_response(finish))
+        // Security headers on every response, errors included.
+        .layer(axum::middleware::map_response(secure))
+        // Error bodies for their audience (fragment, JSON, page); causes logged once.
+        .layer(axum::middleware::from_fn(error::finish))
         // Presses are tiny; anything bigger is not ours.
         .layer(RequestBodyLimitLayer::new(16 * 1024))
         // A request that takes this long is stuck; answer rather than hold shutdown.
@@ -120,8 +119,7 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
     ),
 ];
 
-async fn finish(mut response: axum::response::Response) -> axum::response::Response {
-    error::log_cause(&response);
+async fn secure(mut response: axum::response::Response) -> axum::response::Response {
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, value);
@@ -137,46 +135,51 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store, loads the geo database and binds the listener.
-    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
-        let geo = GeoDb::load(args.geoip_db.as_deref())?.with_fake_local(!args.no_fake_local_ip);
+    /// Builds the pipeline, loads the geo database and binds the listener.
+    pub async fn build(config: &ServeConfig) -> anyhow::Result<Self> {
+        let pipeline = Pipeline::build(&config.pipeline).await?;
+        Self::with_pipeline(config, pipeline).await
+    }
+
+    /// Serves `pipeline` (built by the caller, so it can hold on to parts of it,
+    /// such as the tap).
+    pub async fn with_pipeline(config: &ServeConfig, pipeline: Pipeline) -> anyhow::Result<Self> {
+        let geo = GeoDb::load(config.geoip_db.as_deref())?.with_fake_local(config.fake_local_ip);
         tracing::info!(database = %geo.describe(), "geo database loaded");
-        if !args.no_fake_local_ip {
+        if config.fake_local_ip {
             tracing::info!(
                 "visitors from loopback or private addresses get a random real location \
                  (--no-fake-local-ip turns this off)"
             );
         }
-        let replies = Replies::load(args.responses.as_deref())?;
-        std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        let replies = Replies::load(config.responses.as_deref())?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
-                args.data_dir.display()
+                config.data_dir.display()
             )
         })?;
-        let secret = crate::session::load_or_create_secret(args.secret.as_deref(), &args.data_dir)?;
+        let secret = crate::session::load_or_create_secret(config.secret.as_ref(), &config.data_dir)?;
         let sessions =
-            SessionCodec::new(&secret, args.cookie_secure).map_err(anyhow::Error::msg)?;
-
-        let (publisher, stats) = pipeline(args).await?;
+            SessionCodec::new(&secret, config.cookie_secure).map_err(anyhow::Error::msg)?;
 
         let state = AppState {
             geo: Arc::new(geo),
             sessions: Arc::new(sessions),
-            proxies: Arc::new(args.trusted_proxies.clone()),
+            proxies: Arc::new(config.trusted_proxies.clone()),
             replies: Arc::new(replies),
-            publisher: publisher.clone(),
-            stats: Arc::new(StatsService::new(stats, STATS_TTL)),
-            cohort: Some(args.cohort),
-            attribution: attribution(args).into(),
+            publisher: pipeline.publisher.clone(),
+            stats: pipeline.stats,
+            cohort: Some(config.cohort),
+            attribution: attribution(config).into(),
         };
-        let listener = TcpListener::bind(args.listen)
+        let listener = TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Server {
             listener,
             router: router(state),
-            publisher,
+            publisher: pipeline.publisher,
         })
     }
 
@@ -202,65 +205,16 @@ impl Server {
     }
 }
 
-/// Where events go and where statistics come from: Kafka when brokers are
-/// configured, else the embedded SQLite store for both.
-async fn pipeline(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Publish>, Arc<dyn StatsSource>)> {
-    if args.kafka.brokers().is_none() {
-        let store = Arc::new(SqliteStore::open(&args.data_dir, args.queue_capacity)?);
-        tracing::info!(path = %store.path().display(), "embedded event store open");
-        return Ok((store.clone(), Arc::new(store)));
-    }
-    let encoder = crate::kafka::producer::encoder(args.format, &args.kafka, &args.registry).await?;
-    let producer = KafkaPublisher::new(&args.kafka, encoder, args.delivery_timeout)?;
-    tracing::info!(topic = %args.kafka.topic, format = ?args.format, "producing events to Kafka");
-    let stats: Arc<dyn StatsSource> = match args.stats_from {
-        None => Arc::new(NoStatsStore),
-        Some(StatsFrom::Postgres) => {
-            let url = args
-                .postgres
-                .url()
-                .context("--stats-from postgres needs --postgres-url")?;
-            Arc::new(crate::store::postgres::PgStore::connect(&url).await?)
-        }
-        Some(StatsFrom::Clickhouse) => {
-            let url = args
-                .clickhouse
-                .url()
-                .context("--stats-from clickhouse needs --clickhouse-url")?;
-            Arc::new(crate::store::clickhouse::ChStore::connect(&url).await?)
-        }
-    };
-    Ok((Arc::new(producer), stats))
-}
-
-/// Statistics when events go to Kafka and no store to read them back is configured.
-struct NoStatsStore;
-
-#[async_trait::async_trait]
-impl StatsSource for NoStatsStore {
-    async fn global(&self) -> Result<GlobalStats, StatsError> {
-        Err(StatsError(
-            "events go to Kafka and no statistics store is configured (--stats-from)".into(),
-        ))
-    }
-    async fn session_presses(&self, _: Uuid) -> Result<u64, StatsError> {
-        self.global().await.map(|_| 0)
-    }
-    async fn country_presses_since(&self, _: &str, _: i64) -> Result<u64, StatsError> {
-        self.global().await.map(|_| 0)
-    }
-}
-
-fn attribution(args: &ServeArgs) -> String {
-    match &args.geoip_db {
+fn attribution(config: &ServeConfig) -> String {
+    match &config.geoip_db {
         None => crate::geo::DEFAULT_DB_ATTRIBUTION.to_owned(),
         Some(_) => "IP geolocation: offline database configured by the operator.".to_owned(),
     }
 }
 
 /// `button serve`.
-pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let server = Server::build(&args).await?;
+pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let server = Server::build(&config).await?;
     tracing::info!("listening on http://{}", server.local_addr());
     server.run_until_stopped(shutdown).await
 }

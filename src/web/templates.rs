@@ -1,15 +1,21 @@
 //! One askama struct per page or fragment, checked at compile time.
 
 use askama::Template;
+use axum::response::{Html, IntoResponse, Response};
 
+use super::AppError;
 use crate::stats::{Stats, share};
 
-/// Renders a template; a rendering failure (a bug) becomes a plain message.
-pub fn render<T: Template>(t: &T) -> String {
-    t.render().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "template failed to render");
-        "Something went wrong.".to_owned()
-    })
+/// A template as a response; a rendering failure (a bug) answers 500.
+pub struct Page<T>(pub T);
+
+impl<T: Template> IntoResponse for Page<T> {
+    fn into_response(self) -> Response {
+        match self.0.render() {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => AppError::Render(e).into_response(),
+        }
+    }
 }
 
 /// The page with the button.

@@ -78,7 +78,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let mut args = test_args(data_dir.path().to_path_buf());
     configure(&mut args);
-    let server = Server::build(&args).await.expect("server builds");
+    let server = Server::build(&args.config().expect("valid settings"))
+        .await
+        .expect("server builds");
     let addr = server.local_addr();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(server.run_until_stopped(shutdown.clone()));

@@ -37,7 +37,7 @@ async fn avro_records_decode_with_the_schema_fetched_from_the_registry() {
     let bytes = &records[0].value;
     let (schema_id, _) = encoding::avro::unframe(bytes).unwrap();
     assert_eq!(schema_id, 100, "the id the registry returned");
-    let client = SchemaRegistry::new(registry.url.parse().unwrap());
+    let client = SchemaRegistry::new(&registry.url.parse().unwrap());
     let writer = client.schema(schema_id).await.unwrap();
     let event = encoding::avro::decode(bytes, Some(&writer)).unwrap();
     assert_eq!(Some(event.event_id), r.event_id());
@@ -67,7 +67,7 @@ async fn a_registry_that_refuses_the_schema_stops_the_start_with_its_reason() {
     args.format = Format::Avro;
     args.registry.url = Some(registry.url.parse().unwrap());
 
-    let err = button::web::Server::build(&args)
+    let err = button::web::Server::build(&args.config().unwrap())
         .await
         .err()
         .expect("start refused");
@@ -89,7 +89,7 @@ async fn avro_without_a_registry_is_a_clear_error() {
     if std::env::var_os("SCHEMA_REGISTRY_URI").is_some() {
         return;
     }
-    let err = button::web::Server::build(&args)
+    let err = button::web::Server::build(&args.config().unwrap())
         .await
         .err()
         .expect("start refused");

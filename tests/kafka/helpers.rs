@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use button::kafka::KafkaArgs;
+use button::config::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -34,7 +34,7 @@ pub fn kafka_args(broker: &str, topic: &str) -> KafkaArgs {
 /// A new topic with three partitions.
 pub async fn new_topic(broker: &str) -> String {
     let topic = format!("test-{}", uuid::Uuid::new_v4().simple());
-    button::kafka::admin::ensure_topic(&kafka_args(broker, &topic), 3, 1)
+    button::kafka::admin::ensure_topic(&kafka_args(broker, &topic).require().unwrap(), 3, 1)
         .await
         .expect("the test broker creates topics");
     topic

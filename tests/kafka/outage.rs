@@ -73,7 +73,7 @@ async fn presses_fail_fast_while_the_broker_is_frozen_and_recover_without_a_rest
         return;
     };
     let topic = "outage".to_owned();
-    button::kafka::admin::ensure_topic(&kafka_args(&broker.addr, &topic), 3, 1)
+    button::kafka::admin::ensure_topic(&kafka_args(&broker.addr, &topic).require().unwrap(), 3, 1)
         .await
         .unwrap();
     let app = Arc::new(

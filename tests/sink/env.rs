@@ -55,13 +55,13 @@ pub async fn env() -> Option<Env> {
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     let ch_url = format!("{}/?database={name}", ch.trim_end_matches('/'));
 
-    PgStore::connect(&pg_url)
+    PgStore::connect(&(&pg_url).parse().unwrap())
         .await
         .unwrap()
         .migrate()
         .await
         .unwrap();
-    ChStore::connect(&ch_url)
+    ChStore::connect(&(&ch_url).parse().unwrap())
         .await
         .unwrap()
         .migrate()
@@ -177,11 +177,11 @@ impl Env {
     }
 
     pub async fn pg(&self) -> Arc<PgStore> {
-        Arc::new(PgStore::connect(&self.pg_url).await.unwrap())
+        Arc::new(PgStore::connect(&(&self.pg_url).parse().unwrap()).await.unwrap())
     }
 
     pub async fn ch(&self) -> Arc<ChStore> {
-        Arc::new(ChStore::connect(&self.ch_url).await.unwrap())
+        Arc::new(ChStore::connect(&(&self.ch_url).parse().unwrap()).await.unwrap())
     }
 }
 

@@ -47,7 +47,7 @@ async fn stats_from_each_store_equal_the_embedded_answer_for_the_same_events() {
             .unwrap();
     }
     let sources: Vec<(&str, Arc<dyn StatsSource>)> = vec![
-        ("embedded", Arc::new(sqlite.clone())),
+        ("embedded", sqlite.clone()),
         ("postgres", env.pg().await),
         ("clickhouse", env.ch().await),
     ];

@@ -12,3 +12,4 @@ mod faults;
 #[path = "../kafka/helpers.rs"]
 #[allow(dead_code)]
 mod kafka;
+mod stats_down;

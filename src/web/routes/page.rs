@@ -1,11 +1,11 @@
 //! `GET /`: the button. A plain visit records `EnterPage`.
 
 use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use crate::domain::Action;
-use crate::web::templates::{IndexPage, render};
+use crate::web::templates::{IndexPage, Page};
 use crate::web::{AppState, Visitor};
 
 #[derive(Deserialize)]
@@ -18,7 +18,7 @@ pub async fn index(
     State(state): State<AppState>,
     visitor: Visitor,
     Query(q): Query<IndexQuery>,
-) -> impl IntoResponse {
+) -> axum::response::Response {
     let reply = q.reply.and_then(|i| state.replies.get(i));
     if reply.is_none() {
         // A page view that cannot be recorded still shows the page: the visitor
@@ -33,5 +33,5 @@ pub async fn index(
         reply,
         reply_index: reply.and(q.reply),
     };
-    (visitor.cookie(), Html(render(&page)))
+    (visitor.cookie(), Page(page)).into_response()
 }

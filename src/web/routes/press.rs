@@ -3,12 +3,12 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, http::HeaderValue};
 use serde::Deserialize;
 
 use crate::domain::Action;
-use crate::web::templates::{ReplyFragment, render};
+use crate::web::templates::{Page, ReplyFragment};
 use crate::web::visitor::is_htmx;
 use crate::web::{AppState, Visitor};
 
@@ -25,10 +25,9 @@ pub async fn press(
     headers: HeaderMap,
     form: Result<Form<PressForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let htmx = is_htmx(&headers);
     let event_id = match state.record(Action::PressButton, &visitor.session).await {
         Ok(id) => id,
-        Err(e) => return (visitor.cookie(), e.respond(htmx)).into_response(),
+        Err(e) => return (visitor.cookie(), e).into_response(),
     };
     let last = form.ok().and_then(|Form(f)| f.last.parse().ok());
     let i = state.replies.pick(&mut rand::rng(), last);
@@ -38,13 +37,13 @@ pub async fn press(
         "x-event-id",
         HeaderValue::from_str(&event_id.to_string()).expect("uuid"),
     )];
-    if htmx {
+    if is_htmx(&headers) {
         let fragment = ReplyFragment {
             text,
             overloaded: false,
             reply_index: Some(i),
         };
-        (visitor.cookie(), id, Html(render(&fragment))).into_response()
+        (visitor.cookie(), id, Page(fragment)).into_response()
     } else {
         (visitor.cookie(), id, Redirect::to(&format!("/?reply={i}"))).into_response()
     }

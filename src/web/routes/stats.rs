@@ -3,37 +3,31 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
-use crate::web::templates::{StatsFragment, StatsPage, render};
+use crate::web::templates::{Page, StatsFragment, StatsPage};
 use crate::web::visitor::is_htmx;
-use crate::web::{AppState, Visitor};
+use crate::web::{AppError, AppState, Visitor};
 
 pub async fn page(State(state): State<AppState>, visitor: Visitor, headers: HeaderMap) -> Response {
-    let htmx = is_htmx(&headers);
-    let stats = match state
+    let stats = state
         .stats
         .for_viewer(visitor.session.id, &visitor.session.location)
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return crate::web::AppError::from(e).respond(htmx),
-    };
-    let body = if htmx {
-        render(&StatsFragment::new(&stats))
-    } else {
-        render(&StatsPage::new(&stats, &state.attribution))
-    };
-    (visitor.cookie(), Html(body)).into_response()
+        .await;
+    let body = stats.map_err(AppError::from).map(|stats| {
+        if is_htmx(&headers) {
+            Page(StatsFragment::new(&stats)).into_response()
+        } else {
+            Page(StatsPage::new(&stats, &state.attribution)).into_response()
+        }
+    });
+    (visitor.cookie(), body).into_response()
 }
 
 pub async fn api(State(state): State<AppState>, visitor: Visitor) -> Response {
-    match state
+    let stats = state
         .stats
         .for_viewer(visitor.session.id, &visitor.session.location)
-        .await
-    {
-        Ok(stats) => (visitor.cookie(), Json(stats)).into_response(),
-        Err(e) => crate::web::AppError::from(e).into_response(),
-    }
+        .await;
+    (visitor.cookie(), stats.map(Json).map_err(AppError::from)).into_response()
 }
