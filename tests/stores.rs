@@ -361,7 +361,8 @@ async fn errors_that_retrying_cannot_fix_say_so() {
         let err = store.write(&generate(5, 1)).await.unwrap_err();
         eprintln!("expected error: {err}");
         assert!(!err.retryable, "{err}");
-        assert!(err.message.contains("button_presses"), "{err}");
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(chain.contains("button_presses"), "{chain}");
         store.migrate().await.unwrap();
         // Text PostgreSQL cannot store (a data error).
         let mut bad = generate(5, 2);
@@ -386,7 +387,8 @@ async fn errors_that_retrying_cannot_fix_say_so() {
         let err = store.write(&generate(5, 1)).await.unwrap_err();
         eprintln!("expected error: {err}");
         assert!(!err.retryable, "{err}");
-        assert!(err.message.contains("Code: 60"), "{err}");
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(chain.contains("Code: 60"), "{chain}");
         let mut url = Url::parse(&base).unwrap();
         url.set_username("default").unwrap();
         url.set_password(Some("hunter2-secret")).unwrap();
@@ -509,7 +511,7 @@ async fn clickhouse_credentials_from_the_url_work() {
     assert_eq!(store.global().await.unwrap(), expected(&events).global);
     url.set_password(Some("wrong")).unwrap();
     let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
-    assert!(err.to_string().contains("193"), "{err}");
+    assert!(format!("{err:#}").contains("193"), "{err:#}");
 }
 
 /// Several writers (as several sink processes after a rebalance) writing the same
