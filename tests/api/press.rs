@@ -1,8 +1,11 @@
+//! Presses: replies, the visitor's country through a trusted proxy (and not
+//! through anyone else), concurrency, and a full queue refusing with 503.
+
 use std::collections::HashSet;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::common::{spawn_app, spawn_app_with};
 use button::domain::Action;
 
 #[tokio::test]
