@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::common::eventually;
 use crate::common::process::ServerProcess;
 
 #[tokio::test]
@@ -43,7 +44,11 @@ async fn every_acknowledged_press_survives_kill_9() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill mid-stream: once presses are being acknowledged.
+    eventually("presses to be acknowledged", Duration::from_secs(60), async || {
+        acked.lock().unwrap().len() > 100
+    })
+    .await;
     server.kill(); // SIGKILL: no chance to flush anything
     for t in tasks {
         t.await.unwrap();

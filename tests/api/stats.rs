@@ -1,12 +1,12 @@
 //! Statistics: `/api/stats` and `/stats` count what was pressed, and a forged
 //! cookie is not believed.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use button::session::{COOKIE_NAME, SessionCodec};
 use reqwest::StatusCode;
 
-use crate::common::spawn_app;
+use crate::common::{eventually, spawn_app};
 
 #[tokio::test]
 async fn api_stats_counts_match_what_was_pressed() {
@@ -21,8 +21,12 @@ async fn api_stats_counts_match_what_was_pressed() {
     us2.press().await;
     gb.press().await;
     gb.press().await;
-    // The per-country table is cached for a second.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // The store-wide figures are cached for a second: wait until they include
+    // every press.
+    eventually("the cached totals to include every press", Duration::from_secs(10), async || {
+        us1.stats().await["total"] == 6
+    })
+    .await;
 
     let s = us1.stats().await;
 
@@ -47,7 +51,11 @@ async fn stats_page_shows_the_table_and_refreshes_itself() {
     let app = spawn_app().await;
     let mut v = app.visitor("193.0.6.139");
     v.press().await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // The store-wide figures are cached for a second.
+    eventually("the cached table to include the press", Duration::from_secs(10), async || {
+        v.get("/stats").await.body.contains("Netherlands")
+    })
+    .await;
 
     let page = v.get("/stats").await;
     assert_eq!(page.status, StatusCode::OK);

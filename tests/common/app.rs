@@ -8,10 +8,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::SystemTime;
 
+use async_trait::async_trait;
 use button::cli::ServeArgs;
 use button::domain::PressEvent;
+use button::pipeline::Pipeline;
+use button::publish::{Publish, PublishError};
 use button::session::{Session, SessionCodec};
 use button::web::Server;
 use reqwest::StatusCode;
@@ -66,6 +72,7 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     /// A client that does not follow redirects.
     pub http: reqwest::Client,
+    held: Arc<AtomicUsize>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -93,7 +100,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
 }
 
 async fn start(data_dir: tempfile::TempDir, args: ServeArgs) -> TestApp {
-    let server = Server::build(&args.config().expect("valid settings"))
+    let config = args.config().expect("valid settings");
+    let mut pipeline = Pipeline::build(&config.pipeline)
+        .await
+        .expect("the pipeline builds");
+    let held = Arc::new(AtomicUsize::new(0));
+    pipeline.publisher = Arc::new(Watched {
+        inner: pipeline.publisher,
+        held: held.clone(),
+    });
+    let server = Server::with_pipeline(&config, pipeline)
         .await
         .expect("the server builds");
     let addr = server.local_addr();
@@ -107,6 +123,7 @@ async fn start(data_dir: tempfile::TempDir, args: ServeArgs) -> TestApp {
         addr,
         data_dir,
         http,
+        held,
         shutdown,
         task,
     }
@@ -137,11 +154,48 @@ impl TestApp {
         button::store::sqlite::read_all(&self.db_path()).unwrap()
     }
 
+    /// Events the destination has accepted and not yet answered for (waiting in
+    /// the store's queue or in a write that has not committed).
+    pub fn events_held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
     /// Stops the server gracefully (drains the store) and returns its data.
     pub async fn stop(self) -> tempfile::TempDir {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
         self.data_dir
+    }
+}
+
+/// The server's destination, counting the events it holds: an event is held
+/// once `publish` did not finish at its first poll. Destinations refuse at once
+/// (a full queue answers `Overloaded` without waiting), so a press that is
+/// neither answered nor held has not reached the destination yet.
+struct Watched {
+    inner: Arc<dyn Publish>,
+    held: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Publish for Watched {
+    async fn publish(&self, event: PressEvent) -> Result<(), PublishError> {
+        let mut publishing = self.inner.publish(event);
+        if let Poll::Ready(result) = futures::poll!(&mut publishing) {
+            return result;
+        }
+        self.held.fetch_add(1, Ordering::SeqCst);
+        let result = publishing.await;
+        self.held.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn is_ready(&self) -> bool {
+        self.inner.is_ready()
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
     }
 }
 
