@@ -43,26 +43,31 @@ async fn pressing_the_button_in_chromium_swaps_the_reply_and_counts_on_stats() {
     let base = app.url("");
     let profile = tempfile::tempdir().unwrap();
 
-    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": browser.chromium,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--no-first-run", "--disable-quic",
-                     format!("--user-data-dir={}", profile.path().display())]
-        }
-    }))
-    .unwrap();
+    let caps: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": browser.chromium,
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", "--no-first-run", "--disable-quic",
+                         format!("--user-data-dir={}", profile.path().display())]
+            }
+        }))
+        .unwrap();
     // chromedriver takes a moment to listen.
     let mut client = None;
-    eventually("chromedriver to accept a session", Duration::from_secs(30), async || {
-        client = ClientBuilder::native()
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .ok();
-        client.is_some()
-    })
+    eventually(
+        "chromedriver to accept a session",
+        Duration::from_secs(30),
+        async || {
+            client = ClientBuilder::native()
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+                .ok();
+            client.is_some()
+        },
+    )
     .await;
     let c = client.unwrap();
 
@@ -130,11 +135,15 @@ async fn pressing_the_button_in_chromium_swaps_the_reply_and_counts_on_stats() {
     }
 
     // The store-wide figures are cached for a second: reload until they count both.
-    eventually("the stats page to count both presses", Duration::from_secs(10), async || {
-        c.goto(&format!("{base}/stats")).await.unwrap();
-        let total = c.wait().for_element(Locator::Id("total")).await.unwrap();
-        total.text().await.unwrap() == "2"
-    })
+    eventually(
+        "the stats page to count both presses",
+        Duration::from_secs(10),
+        async || {
+            c.goto(&format!("{base}/stats")).await.unwrap();
+            let total = c.wait().for_element(Locator::Id("total")).await.unwrap();
+            total.text().await.unwrap() == "2"
+        },
+    )
     .await;
     let total = c.find(Locator::Id("total")).await.unwrap();
     assert_eq!(total.text().await.unwrap(), "2");

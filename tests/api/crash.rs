@@ -45,9 +45,11 @@ async fn every_acknowledged_press_survives_kill_9() {
         })
         .collect();
     // Kill mid-stream: once presses are being acknowledged.
-    eventually("presses to be acknowledged", Duration::from_secs(60), async || {
-        acked.lock().unwrap().len() > 100
-    })
+    eventually(
+        "presses to be acknowledged",
+        Duration::from_secs(60),
+        async || acked.lock().unwrap().len() > 100,
+    )
     .await;
     server.kill(); // SIGKILL: no chance to flush anything
     for t in tasks {

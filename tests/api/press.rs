@@ -170,9 +170,11 @@ async fn a_full_queue_answers_503_with_a_try_again_fragment_and_loses_nothing() 
             let app = app.clone();
             tokio::spawn(async move { app.visitor("8.8.8.8").press().await })
         };
-        eventually("the press to be held or answered", Duration::from_secs(10), async || {
-            press.is_finished() || app.events_held() > held
-        })
+        eventually(
+            "the press to be held or answered",
+            Duration::from_secs(10),
+            async || press.is_finished() || app.events_held() > held,
+        )
         .await;
         if press.is_finished() {
             break press.await.unwrap();

@@ -23,9 +23,11 @@ async fn api_stats_counts_match_what_was_pressed() {
     gb.press().await;
     // The store-wide figures are cached for a second: wait until they include
     // every press.
-    eventually("the cached totals to include every press", Duration::from_secs(10), async || {
-        us1.stats().await["total"] == 6
-    })
+    eventually(
+        "the cached totals to include every press",
+        Duration::from_secs(10),
+        async || us1.stats().await["total"] == 6,
+    )
     .await;
 
     let s = us1.stats().await;
@@ -52,9 +54,11 @@ async fn stats_page_shows_the_table_and_refreshes_itself() {
     let mut v = app.visitor("193.0.6.139");
     v.press().await;
     // The store-wide figures are cached for a second.
-    eventually("the cached table to include the press", Duration::from_secs(10), async || {
-        v.get("/stats").await.body.contains("Netherlands")
-    })
+    eventually(
+        "the cached table to include the press",
+        Duration::from_secs(10),
+        async || v.get("/stats").await.body.contains("Netherlands"),
+    )
     .await;
 
     let page = v.get("/stats").await;

@@ -10,7 +10,10 @@ pub async fn eventually(what: &str, timeout: Duration, mut condition: impl Async
     let until = Instant::now() + timeout;
     let mut pause = Duration::from_millis(10);
     while !condition().await {
-        assert!(Instant::now() < until, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < until,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }

@@ -123,7 +123,11 @@ pub fn postgres() -> Option<Postgres> {
     let Some(url) = var(VAR) else {
         return missing("PostgreSQL", "BUTTON_TEST_POSTGRES is not set");
     };
-    assert_reachable("PostgreSQL", VAR, &host_port(VAR, &parse_url(VAR, &url), 5432));
+    assert_reachable(
+        "PostgreSQL",
+        VAR,
+        &host_port(VAR, &parse_url(VAR, &url), 5432),
+    );
     Some(Postgres {
         url,
         tls_ca: var("BUTTON_TEST_POSTGRES_CA"),
@@ -164,8 +168,13 @@ pub fn clickhouse() -> Option<ClickHouse> {
     let Some(url) = var(VAR) else {
         return missing("ClickHouse", "BUTTON_TEST_CLICKHOUSE is not set");
     };
-    assert_reachable("ClickHouse", VAR, &host_port(VAR, &parse_url(VAR, &url), 8123));
-    let password_user = var("BUTTON_TEST_CLICKHOUSE_USER").zip(var("BUTTON_TEST_CLICKHOUSE_PASSWORD"));
+    assert_reachable(
+        "ClickHouse",
+        VAR,
+        &host_port(VAR, &parse_url(VAR, &url), 8123),
+    );
+    let password_user =
+        var("BUTTON_TEST_CLICKHOUSE_USER").zip(var("BUTTON_TEST_CLICKHOUSE_PASSWORD"));
     Some(ClickHouse { url, password_user })
 }
 

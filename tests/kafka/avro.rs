@@ -14,7 +14,9 @@ use button::kafka::SchemaRegistry;
 
 #[tokio::test]
 async fn avro_records_decode_with_the_schema_fetched_from_the_registry() {
-    let Some(broker) = services::kafka() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let registry = start_registry().await;
     let url = registry.url.clone();
@@ -62,7 +64,9 @@ async fn avro_records_decode_with_the_schema_fetched_from_the_registry() {
 
 #[tokio::test]
 async fn a_registry_that_refuses_the_schema_stops_the_start_with_its_reason() {
-    let Some(broker) = services::kafka() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let registry = start_registry().await;
     *registry.refuse.lock().unwrap() = true;
@@ -86,7 +90,9 @@ async fn a_registry_that_refuses_the_schema_stops_the_start_with_its_reason() {
 
 #[tokio::test]
 async fn avro_without_a_registry_is_a_clear_error() {
-    let Some(broker) = services::kafka() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut args = test_args(dir.path());
     args.kafka = kafka_args(&broker, "whatever");

@@ -25,7 +25,9 @@ fn decode_all(records: &[Record]) -> Vec<PressEvent> {
 
 #[tokio::test]
 async fn generate_with_a_seed_makes_the_same_events_twice_and_counts_them() {
-    let Some(broker) = services::kafka() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let (a, b) = (new_topic(&broker).await, new_topic(&broker).await);
     let flags = ["--sessions", "12", "--seed", "2026", "--max-presses", "4"];
 
@@ -83,7 +85,9 @@ async fn generate_with_a_seed_makes_the_same_events_twice_and_counts_them() {
 
 #[tokio::test]
 async fn generated_sessions_keep_their_order_in_one_partition() {
-    let Some(broker) = services::kafka() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let s = generate(
         &generate_args(
@@ -105,7 +109,9 @@ async fn generated_sessions_keep_their_order_in_one_partition() {
 
 #[tokio::test]
 async fn tail_from_the_beginning_prints_exactly_the_events_produced() {
-    let Some(broker) = services::kafka() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let s = generate(
         &generate_args(&broker, &topic, &["--sessions", "6", "--seed", "77"]),

@@ -52,9 +52,11 @@ async fn private_broker() -> Option<Broker> {
         .spawn()
         .unwrap_or_else(|e| panic!("BUTTON_TANSU={} does not start: {e}", tansu.display()));
     let broker = Broker { child, addr };
-    eventually("the private broker to listen", Duration::from_secs(30), async || {
-        tokio::net::TcpStream::connect(&broker.addr).await.is_ok()
-    })
+    eventually(
+        "the private broker to listen",
+        Duration::from_secs(30),
+        async || tokio::net::TcpStream::connect(&broker.addr).await.is_ok(),
+    )
     .await;
     Some(broker)
 }

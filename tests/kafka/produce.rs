@@ -14,7 +14,9 @@ use button::domain::Action;
 
 #[tokio::test]
 async fn presses_over_http_land_in_the_topic_once_each_keyed_and_ordered_by_session() {
-    let Some(broker) = services::kafka() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let app = Arc::new(
         spawn_app_with(|a| {
@@ -109,7 +111,9 @@ async fn presses_over_http_land_in_the_topic_once_each_keyed_and_ordered_by_sess
 
 #[tokio::test]
 async fn page_views_and_presses_carry_the_visitors_country() {
-    let Some(broker) = services::kafka() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let app = spawn_app_with(|a| a.kafka = kafka_args(&broker, &topic)).await;
     let mut v = app.visitor("81.2.69.142");
