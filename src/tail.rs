@@ -1,8 +1,8 @@
 //! `button tail`: prints the events in the topic, as readable lines or JSON.
 //!
-//! It assigns itself every partition at an explicit offset (the beginning, or the
-//! end) instead of joining a consumer group, and never commits: it cannot move the
-//! offsets of the sink or of anyone else.
+//! It reads with the app's one [`Reader`], unmanaged: every partition from the
+//! beginning or the end, in no consumer group, never committing, so it cannot move
+//! the offsets of the sink or of anyone else.
 
 use std::io::Write;
 use std::time::Duration;
@@ -10,16 +10,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use rdkafka::ClientContext;
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::PressEvent;
 use crate::encoding;
 use crate::config::{KafkaArgs, RegistryArgs};
-use crate::kafka::{SchemaRegistry, decode_value};
+use crate::kafka::SchemaRegistry;
+use crate::kafka::reader::{Next, Reader, Start};
 
 /// Settings of `button tail`.
 #[derive(Debug, Clone, Args)]
@@ -89,39 +88,13 @@ pub fn format_line(e: &PressEvent) -> String {
 pub async fn run(args: TailArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let registry = args.registry.config().as_ref().map(SchemaRegistry::new);
     let kafka = args.kafka.require()?;
-    let mut config = crate::kafka::client_config(&kafka)?;
-    config
-        // Required by librdkafka for a consumer; never joined, never committed.
-        .set("group.id", format!("button-tail-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true");
-    let consumer: StreamConsumer<QuietEof> = config.create_with_context(QuietEof)?;
-
-    let topic = &kafka.topic;
-    let md = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .context("cannot fetch metadata from the Kafka brokers")?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    anyhow::ensure!(
-        !partitions.is_empty(),
-        "topic {topic} does not exist (create it with `button migrate`)"
-    );
     let start = if args.from_beginning {
-        Offset::Beginning
+        Start::Beginning
     } else {
-        Offset::End
+        Start::End
     };
-    let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        tpl.add_partition_offset(topic, *p, start)?;
-    }
-    consumer.assign(&tpl)?;
+    let reader = Reader::unmanaged(&kafka, registry, start, QuietEof)?;
+    let partitions = reader.partition_count();
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -136,40 +109,38 @@ pub async fn run(args: TailArgs, shutdown: CancellationToken) -> anyhow::Result<
         } else {
             args.idle_timeout
         };
-        let msg = tokio::select! {
+        let next = tokio::select! {
             () = shutdown.cancelled() => break,
-            r = tokio::time::timeout(wait, consumer.recv()) => match r {
+            r = tokio::time::timeout(wait, reader.next()) => match r {
                 Err(_) if args.follow => continue,
                 Err(_) => break, // idle: the end of the topic
-                Ok(m) => m,
+                Ok(next) => next.context("cannot read from Kafka")?,
             },
         };
-        let msg = match msg {
-            Ok(m) => m,
-            Err(KafkaError::PartitionEOF(p)) => {
+        let record = match next {
+            Next::EndOfPartition(p) => {
                 at_end.insert(p);
-                if !args.follow && at_end.len() == partitions.len() {
+                if !args.follow && at_end.len() == partitions {
                     break;
                 }
                 continue;
             }
-            Err(e) => return Err(e).context("cannot read from Kafka"),
+            Next::Record(r) => r,
         };
-        at_end.remove(&msg.partition());
-        let Some(bytes) = msg.payload() else { continue };
-        match decode_value(bytes, registry.as_ref()).await {
+        at_end.remove(&record.partition);
+        match &record.event {
             Ok(event) => {
                 if args.json {
-                    out.write_all(&encoding::json::encode(&event))?;
+                    out.write_all(&encoding::json::encode(event))?;
                     out.write_all(b"\n")?;
                 } else {
-                    writeln!(out, "{}", format_line(&event))?;
+                    writeln!(out, "{}", format_line(event))?;
                 }
                 printed += 1;
             }
             Err(e) => tracing::warn!(
-                partition = msg.partition(),
-                offset = msg.offset(),
+                partition = record.partition,
+                offset = record.offset,
                 "skipping an undecodable message: {e}"
             ),
         }

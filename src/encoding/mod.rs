@@ -11,6 +11,9 @@ use crate::domain::PressEvent;
 /// Why bytes could not be turned back into an event.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// No bytes at all.
+    #[error("empty message")]
+    Empty,
     /// Not JSON, or not an event.
     #[error("not a JSON press event: {0}")]
     Json(#[from] serde_json::Error),

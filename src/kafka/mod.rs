@@ -11,6 +11,7 @@
 pub mod admin;
 mod client;
 pub mod producer;
+pub mod reader;
 pub mod registry;
 
 pub use client::{ConfigError, client_config};

@@ -6,6 +6,15 @@
 //! in one transaction (group commit): under load, one fsync covers hundreds of
 //! presses. A full queue is refused at once ([`PublishError::Overloaded`]) instead of
 //! making requests wait without bound. Inserts are idempotent on `event_id`.
+//!
+//! The write-ahead log stays bounded. A checkpoint thread copies the log into the
+//! database every second (PASSIVE: never blocks the writer), but copying alone never
+//! lets SQLite start the log again from its beginning: that happens only when a write
+//! begins while every frame is copied, and under load the writer has always appended
+//! a few commits since the last checkpoint began. So once the log passes
+//! [`WAL_RESTART_BYTES`] the writer itself, between two batches, copies the little
+//! that is left and restarts the log (`wal_checkpoint(RESTART)`); the next commit
+//! writes at its beginning and trims the file to that size (`journal_size_limit`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +46,24 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A batch in flight for longer than this makes the store report itself unready.
 const STALL: Duration = Duration::from_secs(1);
+
+/// Size of the write-ahead log past which the writer restarts it, and to which the
+/// file is trimmed after a restart. Under full load the log grows by about 20 MiB/s
+/// (every group commit appends whole 4 KiB pages), so this is a restart every few
+/// seconds; by then the passive checkpoints have copied all but the last second of
+/// the log, so a restart costs the writer milliseconds, not a full copy. Small
+/// enough that disk use and crash recovery (which reads the whole log) stay small.
+const WAL_RESTART_BYTES: u64 = 64 << 20;
+
+/// How long a restart waits for another process that reads the database (an
+/// operator's `sqlite3` shell, a backup) before giving up until [`RESTART_RETRY`].
+/// Presses queue behind the writer meanwhile, so this stays short. (This store's own
+/// reads are held back for the restart instead: see [`WalLimit`].)
+const RESTART_LOCK_WAIT: Duration = Duration::from_millis(100);
+
+/// After a restart was refused (another process held the log), when the writer
+/// tries again.
+const RESTART_RETRY: Duration = Duration::from_secs(1);
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[r#"
@@ -123,6 +150,15 @@ impl SqliteStore {
     /// Opens (creating and migrating) `data_dir/events.sqlite3`, with a queue of
     /// `capacity` events in front of the writer.
     pub fn open(data_dir: &Path, capacity: usize) -> anyhow::Result<Self> {
+        Self::open_with_wal_limit(data_dir, capacity, WAL_RESTART_BYTES)
+    }
+
+    /// [`Self::open`], restarting the write-ahead log past `wal_restart_bytes`.
+    fn open_with_wal_limit(
+        data_dir: &Path,
+        capacity: usize,
+        wal_restart_bytes: u64,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let path = data_dir.join("events.sqlite3");
@@ -132,7 +168,15 @@ impl SqliteStore {
         // Checkpoints run on their own thread (below), not inside a commit, so a
         // press never waits for the log to be copied into the database.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After a restart, this connection's first commit trims the log file.
+        conn.pragma_update(None, "journal_size_limit", wal_restart_bytes as i64)?;
         migrate(&mut conn).with_context(|| format!("cannot migrate {}", path.display()))?;
+        // Start from an empty log: whatever a crash left is copied now, before any
+        // press waits on the writer.
+        let (busy, _, _) = checkpoint(&conn, "TRUNCATE")?;
+        if busy {
+            tracing::warn!("another process holds the SQLite log; it is copied later");
+        }
 
         let readers = (0..2)
             .map(|_| {
@@ -142,7 +186,7 @@ impl SqliteStore {
                 )
                 .map(StdMutex::new)
             })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<rusqlite::Result<Arc<[_]>>>()?;
 
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let health = Arc::new(WriterHealth {
@@ -150,18 +194,26 @@ impl SqliteStore {
             busy_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         });
+        let checkpointing = Arc::new(StdMutex::new(()));
         let writer = {
             let health = health.clone();
+            let mut wal = WalLimit {
+                path: wal_path(&path),
+                max_bytes: wal_restart_bytes,
+                checkpointing: checkpointing.clone(),
+                readers: readers.clone(),
+                retry_at: None,
+            };
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
-                .spawn(move || write_loop(conn, rx, &health))?
+                .spawn(move || write_loop(conn, rx, &health, &mut wal))?
         };
         let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
         let checkpointer = {
             let conn = connect(&path, OpenFlags::default())?;
             std::thread::Builder::new()
                 .name("sqlite-checkpoint".into())
-                .spawn(move || checkpoint_loop(&conn, &stopped))?
+                .spawn(move || checkpoint_loop(&conn, &checkpointing, &stopped))?
         };
         Ok(SqliteStore {
             path,
@@ -208,23 +260,128 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// The write-ahead log of the database at `db`.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Runs `PRAGMA wal_checkpoint(mode)`: whether it was refused (SQLite's "busy"), the
+/// frames in the log and the frames copied.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?))
+    })
+}
+
 /// Copies the write-ahead log into the database every second, beside the writer
 /// (PASSIVE: never blocks it); on stop, one last full checkpoint truncates the log.
-fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
-    let checkpoint = |mode: &str| {
-        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+/// Holds `checkpointing` while copying, so that the writer's restart does not collide
+/// with it.
+fn checkpoint_loop(
+    conn: &Connection,
+    checkpointing: &StdMutex<()>,
+    stop: &std::sync::mpsc::Receiver<()>,
+) {
+    let run = |mode: &str| {
+        let _copying = checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = checkpoint(conn, mode) {
             tracing::warn!(error = %e, "SQLite checkpoint failed; will retry");
         }
     };
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         stop.recv_timeout(Duration::from_secs(1))
     {
-        checkpoint("PASSIVE");
+        run("PASSIVE");
     }
-    checkpoint("TRUNCATE");
+    run("TRUNCATE");
 }
 
-fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, health: &WriterHealth) {
+/// The writer's side of keeping the write-ahead log bounded.
+struct WalLimit {
+    /// The log file.
+    path: PathBuf,
+    /// Size past which the writer restarts the log.
+    max_bytes: u64,
+    /// Held by the checkpoint thread while it copies.
+    checkpointing: Arc<StdMutex<()>>,
+    /// The store's read connections, held back during a restart.
+    readers: Arc<[StdMutex<Connection>]>,
+    /// After a refused restart: not before then.
+    retry_at: Option<Instant>,
+}
+
+impl WalLimit {
+    /// Between batches: restarts the log if it has grown past `max_bytes`. Only the
+    /// writer can do this under load: SQLite restarts the log when a write begins
+    /// while every frame is copied into the database and no read uses the log, and
+    /// no commit can come in between here.
+    ///
+    /// A read that began before the copy finished still uses the log, so the restart
+    /// waits for the reads in progress (one indexed query each: milliseconds) and
+    /// holds back new ones for its few milliseconds; those then read the database
+    /// alone and do not hold up the restart. Waiting on SQLite's busy handler
+    /// instead polls, and on a busy machine can give up while reads keep coming.
+    fn restart_if_large(&mut self, conn: &Connection) {
+        // One stat per batch; the file only grows past `max_bytes` when the log does
+        // (after a restart, the first commit trims it to `max_bytes`).
+        let Ok(size) = std::fs::metadata(&self.path).map(|m| m.len()) else {
+            return;
+        };
+        if size <= self.max_bytes || self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        // The checkpoint thread is copying: try again after the next batch, when it
+        // has left even less to copy.
+        let Ok(_copying) = self.checkpointing.try_lock() else {
+            return;
+        };
+        let started = Instant::now();
+        let _reads: Vec<_> = self
+            .readers
+            .iter()
+            .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        let restarted = conn
+            .busy_timeout(RESTART_LOCK_WAIT)
+            .and_then(|()| checkpoint(conn, "RESTART"));
+        if let Err(e) = conn.busy_timeout(LOCK_TIMEOUT) {
+            tracing::warn!(error = %e, "cannot reset the SQLite busy timeout");
+        }
+        match restarted {
+            Ok((false, frames, _)) => {
+                tracing::debug!(
+                    wal_bytes = size,
+                    frames,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "restarted the SQLite write-ahead log"
+                );
+                if self.retry_at.take().is_some() {
+                    tracing::info!("the SQLite write-ahead log was restarted again");
+                }
+            }
+            Ok((true, _, _)) | Err(_) => {
+                if self.retry_at.is_none() {
+                    tracing::warn!(
+                        wal_bytes = size,
+                        error = ?restarted.err(),
+                        "cannot restart the SQLite write-ahead log (another process reads \
+                         it); it grows until a retry succeeds"
+                    );
+                }
+                self.retry_at = Some(Instant::now() + RESTART_RETRY);
+            }
+        }
+    }
+}
+
+fn write_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    health: &WriterHealth,
+    wal: &mut WalLimit,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Ends when every sender is gone and the queue is drained.
     while let Some(first) = rx.blocking_recv() {
@@ -248,6 +405,8 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, health: &Writer
             // The request may have timed out and gone; nothing to tell it then.
             let _ = job.done.send(result.clone());
         }
+        // After the answers: the presses of this batch do not wait for it.
+        wal.restart_if_large(&conn);
     }
 }
 
@@ -525,6 +684,102 @@ mod tests {
             Some(MIGRATIONS.len())
         );
         assert_eq!(read_all(again.path()).unwrap().len(), 1);
+    }
+
+    /// Sustained presses from many tasks (many group commits), with statistics reads
+    /// running beside them the whole time: the log file never grows much past its
+    /// limit, and every acknowledged press is stored and counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn write_ahead_log_stays_bounded_under_sustained_writes() {
+        const LIMIT: u64 = 1 << 20;
+        // Past the limit by what the writer commits while the checkpoint thread
+        // copies. Without restarts this load grows the log to tens of MiB.
+        const BOUND: u64 = 4 * LIMIT;
+        const TASKS: usize = 64;
+        const PRESSES_EACH: usize = 500;
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open_with_wal_limit(dir.path(), TASKS, LIMIT).unwrap());
+        let wal = wal_path(store.path());
+        let done = Arc::new(AtomicBool::new(false));
+
+        let watcher = {
+            let (wal, done) = (wal.clone(), done.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut largest = 0;
+                loop {
+                    largest = largest.max(size(&wal));
+                    if done.load(Ordering::Relaxed) {
+                        return largest;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        // Reads run from before the first press until after the last one.
+        let reading = Arc::new(tokio::sync::Barrier::new(3));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, done, reading) = (store.clone(), done.clone(), reading.clone());
+                tokio::spawn(async move {
+                    let (mut last_total, mut first) = (0, true);
+                    loop {
+                        let total = store.global().await.unwrap().total;
+                        assert!(total >= last_total, "the total went back");
+                        last_total = total;
+                        store.country_presses_since("NL", 0).await.unwrap();
+                        if std::mem::take(&mut first) {
+                            reading.wait().await;
+                        }
+                        if done.load(Ordering::Relaxed) {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        reading.wait().await;
+        let writers: Vec<_> = (0..TASKS)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let session = Uuid::new_v4();
+                    let code = ["NL", "DE", "US", "FR"][i % 4];
+                    for _ in 0..PRESSES_EACH {
+                        store
+                            .publish(event(Action::PressButton, session, code))
+                            .await
+                            .unwrap();
+                    }
+                    session
+                })
+            })
+            .collect();
+        let mut sessions = Vec::new();
+        for w in writers {
+            sessions.push(w.await.unwrap());
+        }
+        done.store(true, Ordering::Relaxed);
+        let largest = watcher.await.unwrap();
+        for r in readers {
+            r.await.unwrap();
+        }
+        let acknowledged = TASKS * PRESSES_EACH;
+
+        assert!(
+            largest <= BOUND,
+            "the log reached {largest} bytes during the load"
+        );
+        let after = size(&wal);
+        assert!(after <= BOUND, "the log is {after} bytes after the load");
+        assert_eq!(store.global().await.unwrap().total, acknowledged as u64);
+        for s in sessions {
+            assert_eq!(store.session_presses(s).await.unwrap(), PRESSES_EACH as u64);
+        }
+        store.close().await;
+        assert_eq!(size(&wal), 0, "closing truncates the log");
+        assert_eq!(read_all(store.path()).unwrap().len(), acknowledged);
     }
 
     #[tokio::test]

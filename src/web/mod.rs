@@ -218,3 +218,108 @@ pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Re
     tracing::info!("listening on http://{}", server.local_addr());
     server.run_until_stopped(shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    //! Router tests without a network: the real router over a destination that
+    //! refuses every event and a statistics source that is not configured (both
+    //! stand-ins, to reach the error paths on demand).
+    use super::*;
+    use crate::publish::PublishError;
+    use crate::stats::NotConfigured;
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    struct Refusing;
+
+    #[async_trait::async_trait]
+    impl Publish for Refusing {
+        async fn publish(&self, _: PressEvent) -> Result<(), PublishError> {
+            Err(PublishError::Unavailable("disk on fire".into()))
+        }
+        fn is_ready(&self) -> bool {
+            false
+        }
+        async fn close(&self) {}
+    }
+
+    fn app() -> Router {
+        let state = AppState {
+            geo: Arc::new(GeoDb::embedded().unwrap()),
+            sessions: Arc::new(SessionCodec::new(&[7; 64], false).unwrap()),
+            proxies: Arc::new(TrustedProxies::none()),
+            replies: Arc::new(Replies::built_in()),
+            publisher: Arc::new(Refusing),
+            stats: Arc::new(StatsService::new(
+                Arc::new(NotConfigured),
+                Duration::from_secs(1),
+            )),
+            cohort: Some(0),
+            attribution: "".into(),
+        };
+        router(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 1))))
+    }
+
+    async fn send(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+        let res = app().oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8(bytes.to_vec()).unwrap(),
+        )
+    }
+
+    fn press(htmx: bool) -> Request<Body> {
+        let mut req = Request::post("/press")
+            .header("content-type", "application/x-www-form-urlencoded");
+        if htmx {
+            req = req.header("hx-request", "true");
+        }
+        req.body(Body::from("last=")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_press_gets_a_fragment_for_htmx_and_a_page_otherwise_and_keeps_the_cookie() {
+        let (status, headers, body) = send(press(true)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains(error::TRY_AGAIN), "{body}");
+        assert!(!body.contains("<html"), "a fragment, not a page: {body}");
+        assert!(headers.contains_key("set-cookie"), "the new session is kept");
+        assert_eq!(headers["retry-after"], "1");
+        assert!(headers.contains_key("content-security-policy"));
+        assert!(!body.contains("disk on fire"), "the cause is logged, not shown");
+
+        let (status, _, body) = send(press(false)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("<html"), "{body}");
+        assert!(body.contains("Try again in a moment"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn statistics_errors_are_json_under_api_and_html_elsewhere() {
+        let (status, headers, body) = send(Request::get("/api/stats").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers["content-type"], "application/json");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"], "Statistics are not available");
+        assert_eq!(json["status"], 503);
+        assert!(headers.contains_key("set-cookie"));
+
+        let (status, headers, body) = send(Request::get("/stats").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(body.contains("Statistics are not available"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_destination() {
+        let (status, _, _) = send(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, _, _) = send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}

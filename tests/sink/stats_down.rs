@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tokio::net::TcpListener;
 
-use crate::api::spawn_app_with_flags;
+use crate::common::spawn_app_with_flags;
 use crate::env::{env, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,214 @@
+//! The one way the app reads the topic: `tail`, the sink, and live views.
+//!
+//! A [`Reader`] is either a member of a consumer group ([`Reader::group`]: the
+//! caller stores the offsets of what it has finished with, and librdkafka commits
+//! stored offsets in the background), or a reader of every partition from the
+//! beginning or the end that belongs to no group and never commits
+//! ([`Reader::unmanaged`]: it cannot disturb anyone's offsets). Every message
+//! comes out as a [`Record`]: where it was, its raw bytes, and the decoded event
+//! or why it does not decode (JSON, or Avro with writer schemas from the registry).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{SchemaRegistry, client_config, decode_value};
+use crate::config::KafkaConfig;
+use crate::domain::PressEvent;
+use crate::encoding::DecodeError;
+
+/// Where an unmanaged reader starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest message still in the topic.
+    Beginning,
+    /// Only messages written from now on.
+    End,
+}
+
+/// How a group member behaves.
+#[derive(Debug, Clone)]
+pub struct GroupOptions {
+    /// The consumer group.
+    pub group: String,
+    /// A stable identity (`group.instance.id`, static membership): a restarted
+    /// member with the same id takes its partitions back at once.
+    pub instance_id: Option<String>,
+    /// How long the group waits for a silent member before giving its partitions
+    /// to the others.
+    pub session_timeout: Duration,
+}
+
+/// One message from the topic.
+#[derive(Debug)]
+pub struct Record {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// The raw key.
+    pub key: Option<Vec<u8>>,
+    /// The raw value.
+    pub value: Option<Vec<u8>>,
+    /// The event, or why the value is not one.
+    pub event: Result<PressEvent, DecodeError>,
+}
+
+impl Record {
+    /// Bytes of the value.
+    pub fn len(&self) -> usize {
+        self.value.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Whether the value is empty or missing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What reading gave.
+#[derive(Debug)]
+pub enum Next {
+    /// A message.
+    Record(Record),
+    /// The reader reached the end of this partition (unmanaged readers only).
+    EndOfPartition(i32),
+}
+
+/// A consumer of the events' topic.
+pub struct Reader<C: ConsumerContext + 'static> {
+    consumer: StreamConsumer<C>,
+    registry: Option<SchemaRegistry>,
+    topic: String,
+}
+
+impl<C: ConsumerContext + 'static> Reader<C> {
+    /// A member of consumer group `options.group`, subscribed to the topic. Offsets
+    /// are stored by the caller ([`Reader::store_offset`]) once it is done with a
+    /// message, and committed every second; a new group starts at the beginning.
+    pub fn group(
+        kafka: &KafkaConfig,
+        registry: Option<SchemaRegistry>,
+        options: &GroupOptions,
+        context: C,
+    ) -> anyhow::Result<Self> {
+        let mut config = client_config(kafka)?;
+        config
+            .set("group.id", &options.group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            // Offsets are stored by hand, after the caller is done with the message.
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                options.session_timeout.as_millis().to_string(),
+            )
+            // librdkafka's rule of thumb: a third of the session timeout or less.
+            .set(
+                "heartbeat.interval.ms",
+                (options.session_timeout.as_millis() / 5).max(100).to_string(),
+            );
+        if let Some(id) = &options.instance_id {
+            config.set("group.instance.id", id);
+        }
+        let consumer: StreamConsumer<C> = config.create_with_context(context)?;
+        consumer
+            .subscribe(&[&kafka.topic])
+            .with_context(|| format!("cannot subscribe to {}", kafka.topic))?;
+        Ok(Reader {
+            consumer,
+            registry,
+            topic: kafka.topic.clone(),
+        })
+    }
+
+    /// A reader of every partition from `start`, in no group, never committing.
+    /// It reports the end of each partition ([`Next::EndOfPartition`]).
+    pub fn unmanaged(
+        kafka: &KafkaConfig,
+        registry: Option<SchemaRegistry>,
+        start: Start,
+        context: C,
+    ) -> anyhow::Result<Self> {
+        let mut config = client_config(kafka)?;
+        config
+            // Required by librdkafka for a consumer; never joined, never committed.
+            .set("group.id", format!("button-reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true");
+        let consumer: StreamConsumer<C> = config.create_with_context(context)?;
+        let topic = &kafka.topic;
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .context("cannot fetch metadata from the Kafka brokers")?;
+        let partitions: Vec<i32> = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        anyhow::ensure!(
+            !partitions.is_empty(),
+            "topic {topic} does not exist (create it with `button migrate`)"
+        );
+        let offset = match start {
+            Start::Beginning => Offset::Beginning,
+            Start::End => Offset::End,
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition_offset(topic, *p, offset)?;
+        }
+        consumer.assign(&tpl)?;
+        Ok(Reader {
+            consumer,
+            registry,
+            topic: topic.clone(),
+        })
+    }
+
+    /// The next message, decoded.
+    pub async fn next(&self) -> Result<Next, KafkaError> {
+        let msg = match self.consumer.recv().await {
+            Ok(m) => m,
+            Err(KafkaError::PartitionEOF(p)) => return Ok(Next::EndOfPartition(p)),
+            Err(e) => return Err(e),
+        };
+        let value = msg.payload().map(<[u8]>::to_vec);
+        let event = match value.as_deref() {
+            None | Some([]) => Err(DecodeError::Empty),
+            Some(bytes) => decode_value(bytes, self.registry.as_ref()).await,
+        };
+        Ok(Next::Record(Record {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(<[u8]>::to_vec),
+            value,
+            event,
+        }))
+    }
+
+    /// Partitions of the topic this reader was assigned, as far as it knows.
+    pub fn partition_count(&self) -> usize {
+        self.consumer
+            .assignment()
+            .map(|a| a.elements_for_topic(&self.topic).len())
+            .unwrap_or(0)
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The underlying consumer (offsets, assignment, commits).
+    pub fn consumer(&self) -> &StreamConsumer<C> {
+        &self.consumer
+    }
+}
