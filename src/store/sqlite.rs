@@ -48,11 +48,12 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 const STALL: Duration = Duration::from_secs(1);
 
 /// Size of the write-ahead log past which the writer restarts it, and to which the
-/// file is trimmed after a restart. Under full load the log grows by about 20 MiB/s
-/// (every group commit appends whole 4 KiB pages), so this is a restart every few
-/// seconds; by then the passive checkpoints have copied all but the last second of
-/// the log, so a restart costs the writer milliseconds, not a full copy. Small
-/// enough that disk use and crash recovery (which reads the whole log) stay small.
+/// file is trimmed after a restart. Under full load the log grows by 20-30 MiB/s
+/// (every group commit appends whole 4 KiB pages; see BENCHMARKS.md), so this is a
+/// restart every few seconds; by then the passive checkpoints have copied all but
+/// the last second of the log, so a restart costs the writer milliseconds, not a
+/// full copy. Small enough that disk use and crash recovery (which reads the whole
+/// log) stay small.
 const WAL_RESTART_BYTES: u64 = 64 << 20;
 
 /// How long a restart waits for another process that reads the database (an
