@@ -157,7 +157,10 @@ impl Serialize for Value<'_> {
 
 /// An event's values, in [`COLUMNS`] order.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Row<'a>(pub [Value<'a>; COLUMN_COUNT]);
+pub struct Row<'a>(
+    /// The values: the `i`th is [`COLUMNS`]`[i]`'s.
+    pub [Value<'a>; COLUMN_COUNT],
+);
 
 impl<'a> Row<'a> {
     /// Each column with its value, in [`COLUMNS`] order.

@@ -33,6 +33,17 @@ pub(crate) fn pending(applied: &[Version], known: usize) -> Pending {
     }
 }
 
+/// Like [`pending`], for a store that records how many versions ran rather than
+/// which (SQLite's `user_version`): versions `1..=count` are applied.
+pub(crate) fn pending_after(count: Version, known: usize) -> Pending {
+    let known_versions = Version::try_from(known).expect("fewer than 2^32 migrations");
+    let applied: Vec<Version> = (1..=count.min(known_versions)).collect();
+    Pending {
+        newer: (count > known_versions).then_some(count),
+        ..pending(&applied, known)
+    }
+}
+
 impl Pending {
     /// The migrations to run, with their versions, out of the store's list.
     pub(crate) fn select<'a, T>(
@@ -77,6 +88,16 @@ mod tests {
         assert_eq!(pending(&[1, 2, 3], 3).versions, Vec::<Version>::new());
         // A gap (a version recorded by a run that died midway elsewhere) is filled.
         assert_eq!(pending(&[1, 3], 3).versions, [2]);
+    }
+
+    #[test]
+    fn a_count_of_applied_versions_means_the_first_ones() {
+        assert_eq!(pending_after(0, 2).versions, [1, 2]);
+        assert_eq!(pending_after(1, 2).versions, [2]);
+        let newer = pending_after(7, 2);
+        assert!(newer.versions.is_empty());
+        assert_eq!(newer.newer, Some(7));
+        assert_eq!(pending_after(2, 2), pending(&[1, 2], 2));
     }
 
     #[test]

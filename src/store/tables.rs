@@ -306,6 +306,26 @@ fn wire_clickhouse_type(ty: ColumnType) -> &'static str {
 }
 
 #[test]
+fn sqlite_table_has_the_events_columns() {
+    let declared = table_columns(
+        Dialect::Sqlite,
+        super::sqlite::migrations::MIGRATIONS,
+        "events",
+    );
+    let ty = |ty| match ty {
+        ColumnType::Uuid | ColumnType::Text => "TEXT",
+        ColumnType::Int64 | ColumnType::Int32 => "INTEGER",
+        ColumnType::Float64 => "REAL",
+    };
+    assert_in_step(differences(
+        "src/store/sqlite/migrations",
+        &declared,
+        ty,
+        |c| c.nullable,
+    ));
+}
+
+#[test]
 fn postgres_table_has_the_events_columns() {
     let declared = table_columns(
         Dialect::Postgres,

@@ -32,9 +32,9 @@
 
 mod error;
 mod http;
-pub(crate) mod migrations;
+pub(super) mod migrations;
 mod read;
-pub(crate) mod sql;
+pub(super) mod sql;
 mod url;
 mod write;
 

@@ -23,11 +23,11 @@
 
 mod connection;
 mod error;
-pub(crate) mod migrations;
+pub(super) mod migrations;
 mod read;
 mod tls;
 mod url;
-pub(crate) mod write;
+pub(super) mod write;
 
 use std::fmt;
 use std::time::Duration;
