@@ -272,8 +272,12 @@ async fn both_stores_agree_on_every_figure() {
     let (Some(pg), Some(ch)) = (services::postgres(), services::clickhouse()) else {
         return;
     };
-    let pg = PgStore::connect(&(&pg.new_database().await).parse().unwrap()).await.unwrap();
-    let ch = ChStore::connect(&(&ch.new_database().await).parse().unwrap()).await.unwrap();
+    let pg = PgStore::connect(&(&pg.new_database().await).parse().unwrap())
+        .await
+        .unwrap();
+    let ch = ChStore::connect(&(&ch.new_database().await).parse().unwrap())
+        .await
+        .unwrap();
     pg.migrate().await.unwrap();
     ch.migrate().await.unwrap();
     let events = generate(3_000, 7);
@@ -305,7 +309,9 @@ async fn both_stores_agree_on_every_figure() {
 async fn errors_that_retrying_cannot_fix_say_so() {
     if let Some(pg) = services::postgres() {
         // No migration: the table does not exist (a schema error).
-        let store = PgStore::connect(&(&pg.new_database().await).parse().unwrap()).await.unwrap();
+        let store = PgStore::connect(&(&pg.new_database().await).parse().unwrap())
+            .await
+            .unwrap();
         let err = store.write(&generate(5, 1)).await.unwrap_err();
         eprintln!("expected error: {err}");
         assert!(!err.retryable, "{err}");
@@ -324,14 +330,18 @@ async fn errors_that_retrying_cannot_fix_say_so() {
         let mut url = Url::parse(&pg.url).unwrap();
         url.set_password(Some("hunter2-secret")).unwrap();
         url.set_port(Some(1)).unwrap();
-        let err = PgStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
+        let err = PgStore::connect(&(url.as_str()).parse().unwrap())
+            .await
+            .unwrap_err();
         let msg = format!("{err:#}");
         eprintln!("expected error: {msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
         assert!(msg.contains("127.0.0.1:1"), "{msg}");
     }
     if let Some(ch) = services::clickhouse() {
-        let store = ChStore::connect(&(&ch.new_database().await).parse().unwrap()).await.unwrap();
+        let store = ChStore::connect(&(&ch.new_database().await).parse().unwrap())
+            .await
+            .unwrap();
         let err = store.write(&generate(5, 1)).await.unwrap_err();
         eprintln!("expected error: {err}");
         assert!(!err.retryable, "{err}");
@@ -340,14 +350,18 @@ async fn errors_that_retrying_cannot_fix_say_so() {
         let mut url = Url::parse(&ch.url).unwrap();
         url.set_username("default").unwrap();
         url.set_password(Some("hunter2-secret")).unwrap();
-        let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
+        let err = ChStore::connect(&(url.as_str()).parse().unwrap())
+            .await
+            .unwrap_err();
         let msg = format!("{err:#}");
         eprintln!("expected error: {msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
         assert!(msg.contains("127.0.0.1"), "{msg}");
         let mut url = Url::parse(&ch.url).unwrap();
         url.query_pairs_mut().append_pair("database", "no_such_db");
-        let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
+        let err = ChStore::connect(&(url.as_str()).parse().unwrap())
+            .await
+            .unwrap_err();
         eprintln!("expected error: {err}");
         assert!(err.to_string().contains("no_such_db"), "{err}");
     }
@@ -447,20 +461,26 @@ async fn clickhouse_credentials_from_the_url_work() {
         return;
     };
     let Some((user, password)) = ch.password_user.clone() else {
-        eprintln!("SKIPPED: BUTTON_TEST_CLICKHOUSE_USER/_PASSWORD are not set: no user with a password");
+        eprintln!(
+            "SKIPPED: BUTTON_TEST_CLICKHOUSE_USER/_PASSWORD are not set: no user with a password"
+        );
         return;
     };
     let mut url = Url::parse(&ch.new_database().await).unwrap();
     url.set_username(&user).unwrap();
     url.set_password(Some(&password)).unwrap();
-    let store = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap();
+    let store = ChStore::connect(&(url.as_str()).parse().unwrap())
+        .await
+        .unwrap();
     assert!(!format!("{store:?}").contains(&password));
     store.migrate().await.unwrap();
     let events = generate(100, 3);
     store.write(&events).await.unwrap();
     assert_eq!(store.global().await.unwrap(), expected(&events).global);
     url.set_password(Some("wrong")).unwrap();
-    let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
+    let err = ChStore::connect(&(url.as_str()).parse().unwrap())
+        .await
+        .unwrap_err();
     assert!(format!("{err:#}").contains("193"), "{err:#}");
 }
 
@@ -501,7 +521,9 @@ async fn concurrent_writers_of_the_same_events_count_each_once() {
         let first = Arc::new(PgStore::connect(&(&url).parse().unwrap()).await.unwrap());
         first.migrate().await.unwrap();
         for _ in 0..3 {
-            stores.push(Arc::new(PgStore::connect(&(&url).parse().unwrap()).await.unwrap()));
+            stores.push(Arc::new(
+                PgStore::connect(&(&url).parse().unwrap()).await.unwrap(),
+            ));
         }
         concurrent_overlapping_writes(stores, &events).await;
         check_stats(first.as_ref(), &want, "postgres").await;
@@ -512,7 +534,9 @@ async fn concurrent_writers_of_the_same_events_count_each_once() {
         let first = Arc::new(ChStore::connect(&(&url).parse().unwrap()).await.unwrap());
         first.migrate().await.unwrap();
         for _ in 0..3 {
-            stores.push(Arc::new(ChStore::connect(&(&url).parse().unwrap()).await.unwrap()));
+            stores.push(Arc::new(
+                ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
+            ));
         }
         concurrent_overlapping_writes(stores, &events).await;
         check_stats(first.as_ref(), &want, "clickhouse").await;
@@ -641,7 +665,9 @@ async fn stores_recover_from_outages_by_themselves() {
         let mut via = Url::parse(&url).unwrap();
         let proxy = Proxy::start(socket_addr(&via)).await;
         via.set_port(Some(proxy.addr.port())).unwrap();
-        let store = ChStore::connect(&(via.as_str()).parse().unwrap()).await.unwrap();
+        let store = ChStore::connect(&(via.as_str()).parse().unwrap())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         survives_outage(&store, &proxy, &events).await;
         assert_eq!(store.global().await.unwrap(), want.global);
@@ -664,7 +690,9 @@ async fn write_throughput() {
         );
     };
     if let Some(pg) = services::postgres() {
-        let store = PgStore::connect(&(&pg.new_database().await).parse().unwrap()).await.unwrap();
+        let store = PgStore::connect(&(&pg.new_database().await).parse().unwrap())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         let t = Instant::now();
         for batch in events.chunks(BATCH) {
@@ -679,7 +707,9 @@ async fn write_throughput() {
         assert_eq!(store.global().await.unwrap(), expected(events).global);
     }
     if let Some(ch) = services::clickhouse() {
-        let store = ChStore::connect(&(&ch.new_database().await).parse().unwrap()).await.unwrap();
+        let store = ChStore::connect(&(&ch.new_database().await).parse().unwrap())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         let t = Instant::now();
         for batch in events.chunks(BATCH) {

@@ -156,12 +156,20 @@ impl Env {
 
     /// A new connection to this environment's PostgreSQL store.
     pub async fn pg(&self) -> Arc<PgStore> {
-        Arc::new(PgStore::connect(&(&self.pg_url).parse().unwrap()).await.unwrap())
+        Arc::new(
+            PgStore::connect(&(&self.pg_url).parse().unwrap())
+                .await
+                .unwrap(),
+        )
     }
 
     /// A new connection to this environment's ClickHouse store.
     pub async fn ch(&self) -> Arc<ChStore> {
-        Arc::new(ChStore::connect(&(&self.ch_url).parse().unwrap()).await.unwrap())
+        Arc::new(
+            ChStore::connect(&(&self.ch_url).parse().unwrap())
+                .await
+                .unwrap(),
+        )
     }
 }
 
