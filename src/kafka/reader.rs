@@ -11,12 +11,13 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::{SchemaRegistry, client_config, decode_value};
+use super::{ConfigError, SchemaRegistry, client_config, decode_value};
 use crate::config::KafkaConfig;
 use crate::domain::PressEvent;
 use crate::encoding::DecodeError;
@@ -96,27 +97,8 @@ impl<C: ConsumerContext + 'static> Reader<C> {
         options: &GroupOptions,
         context: C,
     ) -> anyhow::Result<Self> {
-        let mut config = client_config(kafka)?;
-        config
-            .set("group.id", &options.group)
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
-            // Offsets are stored by hand, after the caller is done with the message.
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                options.session_timeout.as_millis().to_string(),
-            )
-            // librdkafka's rule of thumb: a third of the session timeout or less.
-            .set(
-                "heartbeat.interval.ms",
-                (options.session_timeout.as_millis() / 5).max(100).to_string(),
-            );
-        if let Some(id) = &options.instance_id {
-            config.set("group.instance.id", id);
-        }
-        let consumer: StreamConsumer<C> = config.create_with_context(context)?;
+        let consumer: StreamConsumer<C> =
+            group_config(kafka, options)?.create_with_context(context)?;
         consumer
             .subscribe(&[&kafka.topic])
             .with_context(|| format!("cannot subscribe to {}", kafka.topic))?;
@@ -138,7 +120,10 @@ impl<C: ConsumerContext + 'static> Reader<C> {
         let mut config = client_config(kafka)?;
         config
             // Required by librdkafka for a consumer; never joined, never committed.
-            .set("group.id", format!("button-reader-{}", uuid::Uuid::new_v4()))
+            .set(
+                "group.id",
+                format!("button-reader-{}", uuid::Uuid::new_v4()),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true");
@@ -194,6 +179,40 @@ impl<C: ConsumerContext + 'static> Reader<C> {
         }))
     }
 
+    /// Marks the message at `partition`/`offset` as finished with: auto-commit
+    /// commits it (librdkafka stores `offset + 1`, the next message to read). Fails
+    /// when the partition has moved to another member, which then reads it again.
+    pub fn store_offset(&self, partition: i32, offset: i64) -> KafkaResult<()> {
+        self.consumer.store_offset(&self.topic, partition, offset)
+    }
+
+    /// Commits the stored offsets now and waits for the broker; nothing stored
+    /// since the last commit is no error.
+    pub fn commit_stored(&self) -> KafkaResult<()> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Leaves the consumer group and joins it again, as a new member: the
+    /// coordinator then hands out the partitions afresh.
+    pub fn rejoin(&self) -> KafkaResult<()> {
+        self.consumer.unsubscribe();
+        self.consumer.subscribe(&[&self.topic])
+    }
+
+    /// Leaves the consumer group (its partitions move to the other members now,
+    /// not after the session timeout).
+    pub fn leave(&self) {
+        self.consumer.unsubscribe();
+    }
+
+    /// The error that stopped the client for good (a fenced static member, say).
+    pub fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.consumer.client().fatal_error()
+    }
+
     /// Partitions of the topic this reader was assigned, as far as it knows.
     pub fn partition_count(&self) -> usize {
         self.consumer
@@ -207,8 +226,65 @@ impl<C: ConsumerContext + 'static> Reader<C> {
         &self.topic
     }
 
-    /// The underlying consumer (offsets, assignment, commits).
-    pub fn consumer(&self) -> &StreamConsumer<C> {
-        &self.consumer
+    /// The consumer context given at creation (rebalance callbacks see it).
+    pub fn context(&self) -> &C {
+        self.consumer.context()
+    }
+}
+
+/// The settings of a group member: see [`Reader::group`].
+fn group_config(kafka: &KafkaConfig, options: &GroupOptions) -> Result<ClientConfig, ConfigError> {
+    let mut config = client_config(kafka)?;
+    config
+        .set("group.id", &options.group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        // Offsets are stored by hand, after the caller is done with the message.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            options.session_timeout.as_millis().to_string(),
+        )
+        // librdkafka's rule of thumb: a third of the session timeout or less.
+        .set(
+            "heartbeat.interval.ms",
+            (options.session_timeout.as_millis() / 5)
+                .max(100)
+                .to_string(),
+        );
+    if let Some(id) = &options.instance_id {
+        config.set("group.instance.id", id);
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(instance_id: Option<&str>) -> GroupOptions {
+        GroupOptions {
+            group: "g".into(),
+            instance_id: instance_id.map(str::to_owned),
+            session_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn an_instance_id_makes_a_static_member() {
+        let kafka = KafkaConfig::plaintext("localhost:9092", "t");
+        let config = group_config(&kafka, &options(Some("sink-0"))).unwrap();
+        assert_eq!(config.get("group.instance.id"), Some("sink-0"));
+        assert_eq!(config.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(config.get("heartbeat.interval.ms"), Some("2000"));
+        assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+    }
+
+    #[test]
+    fn without_an_instance_id_a_member_is_dynamic() {
+        let kafka = KafkaConfig::plaintext("localhost:9092", "t");
+        let config = group_config(&kafka, &options(None)).unwrap();
+        assert_eq!(config.get("group.instance.id"), None);
     }
 }

@@ -18,32 +18,54 @@
 //! partitions next; the stores absorb the repeat. A permanent write error (bad
 //! schema, say) is also retried, loudly, because skipping would lose presses: fix
 //! the store and the sink carries on. On SIGTERM the sink finishes the open batch
-//! (within `--drain-timeout`), commits, leaves the group and exits 0.
+//! (within `--drain-timeout`), commits, leaves the group (unless it is a static
+//! member, `--instance-id`, whose partitions wait for it) and exits 0.
+//!
+//! Liveness: a member whose assignment has not changed for a session timeout,
+//! while messages wait in partitions it does not own (all of them, when it owns
+//! none) and nobody else can be reading them (the whole group has stopped
+//! committing, or the member is the group's only one), leaves and rejoins the
+//! group ([`watchdog`]), so a coordinator that leaves partitions with dead members
+//! after crashes cannot park them. The progress line reports the group's lag over
+//! every partition of the topic ([`lag`]), measured by a task of its own so the
+//! loop never waits for the broker. With `--instance-id` (static membership) a
+//! restarted sink takes its partitions back at once on brokers that support it.
+//!
+//! Files: [`batch`] (pure: what a batch holds and when it closes), [`write`] (the
+//! batch into the stores and the dead-letter topic, with [`retry`]), [`member`]
+//! (the group membership and the upkeep between batches), [`progress`], and this
+//! file, the loop.
 
 pub mod batch;
+pub mod lag;
+pub mod member;
+pub mod progress;
 pub mod retry;
+pub mod watchdog;
+pub mod write;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use futures::future::join_all;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 pub use batch::{Batch, BatchLimits, DeadLetter};
+pub use member::SinkContext;
 pub use retry::Backoff;
+pub use write::connect_stores;
 
-use crate::config::{ChArgs, ChConfig, KafkaArgs, PgArgs, PgConfig, RegistryArgs};
+use crate::config::{ChArgs, KafkaArgs, PgArgs, RegistryArgs};
 use crate::kafka::SchemaRegistry;
-use crate::store::clickhouse::ChStore;
-use crate::store::postgres::PgStore;
-use crate::store::{EventStore, WriteError};
+use crate::kafka::reader::{GroupOptions, Next, Reader};
+use member::Upkeep;
+use write::Destinations;
+
+/// How long the group waits for a silent member before it hands the member's
+/// partitions to the others: seconds, not Kafka's default 45, so that a dead sink
+/// is replaced quickly. Also the watchdog's first patience.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of `button sink`.
 #[derive(Debug, Clone, Args)]
@@ -68,6 +90,13 @@ pub struct SinkArgs {
     #[arg(long, env = "BUTTON_SINK_GROUP", default_value = "button-sink")]
     pub group: String,
 
+    /// Static group membership (`group.instance.id`): a stable name for this sink
+    /// replica, unique in the group and the same across its restarts (a pod name of
+    /// a StatefulSet, say). A restarted sink then takes its partitions back at once
+    /// instead of waiting out its dead predecessor, and a stop does not move them.
+    #[arg(long, env = "BUTTON_SINK_INSTANCE_ID", value_parser = instance_id)]
+    pub instance_id: Option<String>,
+
     /// Most events in one batch.
     #[arg(long, env = "BUTTON_BATCH_MAX_EVENTS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_max_events: u64,
@@ -90,6 +119,16 @@ pub struct SinkArgs {
     pub progress_every: Duration,
 }
 
+fn instance_id(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(
+            "an instance id cannot be empty: leave the flag out for dynamic membership".into(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
 impl SinkArgs {
     fn limits(&self) -> BatchLimits {
         BatchLimits {
@@ -98,60 +137,14 @@ impl SinkArgs {
             max_wait: self.batch_max_wait,
         }
     }
-}
 
-/// Logs rebalances and commit failures.
-pub struct SinkContext;
-
-impl ClientContext for SinkContext {}
-
-impl ConsumerContext for SinkContext {
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = ?partitions(tpl), "partitions assigned")
-            }
-            Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = ?partitions(tpl), "partitions revoked")
-            }
-            Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
+    fn group_options(&self) -> GroupOptions {
+        GroupOptions {
+            group: self.group.clone(),
+            instance_id: self.instance_id.clone(),
+            session_timeout: SESSION_TIMEOUT,
         }
     }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
-        if let Err(e) = result {
-            // Nothing to commit is normal when no batch finished since the last commit.
-            if !matches!(
-                e,
-                KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
-            ) {
-                tracing::warn!("offset commit failed: {e}");
-            }
-        }
-    }
-}
-
-fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
-    tpl.elements().iter().map(|e| e.partition()).collect()
-}
-
-/// Connects to every configured store (at least one).
-pub async fn connect_stores(
-    pg: Option<&PgConfig>,
-    ch: Option<&ChConfig>,
-) -> anyhow::Result<Vec<Arc<dyn EventStore>>> {
-    let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
-    if let Some(pg) = pg {
-        stores.push(Arc::new(PgStore::connect(pg).await?));
-    }
-    if let Some(ch) = ch {
-        stores.push(Arc::new(ChStore::connect(ch).await?));
-    }
-    anyhow::ensure!(
-        !stores.is_empty(),
-        "no store to write to: pass --postgres-url and/or --clickhouse-url"
-    );
-    Ok(stores)
 }
 
 /// `button sink`.
@@ -161,91 +154,40 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
         args.clickhouse.config().as_ref(),
     )
     .await?;
-    let names: Vec<_> = stores.iter().map(|s| s.name()).collect();
-    let registry = args.registry.config().as_ref().map(SchemaRegistry::new);
     let kafka = args.kafka.require()?;
-    let topic = kafka.topic.clone();
+    let destinations = Destinations::build(&kafka, stores).await?;
+    let registry = args.registry.config().as_ref().map(SchemaRegistry::new);
+    let reader = Reader::group(
+        &kafka,
+        registry,
+        &args.group_options(),
+        SinkContext::default(),
+    )?;
 
-    let mut config = crate::kafka::client_config(&kafka)?;
-    config
-        .set("group.id", &args.group)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        // Offsets are stored by hand, after the stores have the batch.
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        // A member that dies is replaced within seconds, not the default 45.
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2000");
-    let consumer: StreamConsumer<SinkContext> = config.create_with_context(SinkContext)?;
-    consumer
-        .subscribe(&[&topic])
-        .with_context(|| format!("cannot subscribe to {topic}"))?;
+    // The lag probe runs beside the loop, with a client of its own.
+    let probe_stop = shutdown.child_token();
+    let _stop_probe = probe_stop.clone().drop_guard();
+    let lag = lag::spawn_probe(
+        lag::probe_client(crate::kafka::client_config(&kafka)?, &args.group)?,
+        args.group.clone(),
+        kafka.topic.clone(),
+        args.progress_every.min(SESSION_TIMEOUT / 4),
+        probe_stop,
+    );
+    let mut upkeep = Upkeep::new(args.progress_every, SESSION_TIMEOUT, lag);
 
-    let mut dlq_config = crate::kafka::client_config(&kafka)?;
-    dlq_config
-        .set("acks", "all")
-        .set("enable.idempotence", "true");
-    let dlq: FutureProducer = dlq_config.create()?;
-    let dlq_topic = crate::kafka::admin::dead_letter_topic(&topic);
-    // Without it, a bad message would stall the sink; `migrate` creates it, and a
-    // broker that allows it gets one here (one partition, one replica).
-    crate::kafka::admin::ensure_named_topic(&kafka, &dlq_topic, 1, 1).await.with_context(|| {
-        format!("the dead-letter topic {dlq_topic} is missing and cannot be created: run `button migrate --kafka-brokers ... --replication-factor N`")
-    })?;
-
-    tracing::info!(%topic, group = %args.group, stores = ?names, "sink started");
+    tracing::info!(topic = %kafka.topic, group = %args.group, instance_id = args.instance_id, stores = ?destinations.names(), "sink started");
     let limits = args.limits();
-    let mut progress = Progress::new(args.progress_every);
     let mut stopping = false;
     while !stopping {
         let mut batch = Batch::new();
-        // Fill the batch.
-        loop {
-            let now = Instant::now();
-            if batch.is_ready(&limits, now) {
-                break;
-            }
-            let wait = batch
-                .deadline(&limits)
-                .map_or(Duration::from_secs(1), |d| d - now);
-            let received = tokio::select! {
-                () = shutdown.cancelled() => { stopping = true; break }
-                r = tokio::time::timeout(wait, consumer.recv()) => r,
-            };
-            let msg = match received {
-                Err(_) => {
-                    progress.maybe_log(&consumer, &topic);
-                    continue; // the deadline check above closes a waiting batch
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!("cannot read from Kafka (retrying): {e}");
-                    continue;
-                }
-                Ok(Ok(m)) => m,
-            };
-            let (partition, offset) = (msg.partition(), msg.offset());
-            let bytes = msg.payload().map_or(0, <[u8]>::len);
-            match decode(msg.payload(), registry.as_ref()).await {
-                Ok(event) => batch.push(partition, offset, bytes, event, Instant::now()),
-                Err(reason) => batch.push_dead(
-                    DeadLetter {
-                        partition,
-                        offset,
-                        key: msg.key().map(<[u8]>::to_vec),
-                        value: msg.payload().map(<[u8]>::to_vec),
-                        reason,
-                    },
-                    Instant::now(),
-                ),
-            }
-        }
+        stopping = !fill_batch(&mut batch, &reader, &limits, &mut upkeep, &shutdown).await?;
         if batch.is_empty() {
             continue;
         }
         // Stored for as long as it takes; once stopping, for `drain_timeout` more, after
         // which the batch is left to be redelivered.
-        let store = store_batch(&stores, &dlq, &dlq_topic, &topic, &batch);
+        let store = destinations.store(&batch);
         tokio::pin!(store);
         let stored = tokio::select! {
             biased;
@@ -257,224 +199,152 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
         };
         match stored {
             Some(()) => {
-                for (partition, offset) in &batch.offsets {
-                    // librdkafka stores offset + 1: the next message to read.
-                    if let Err(e) = consumer.store_offset(&topic, *partition, *offset) {
-                        // The partition moved to another member; it will redo the batch.
-                        tracing::debug!(partition, "offset not stored: {e}");
-                    }
-                }
-                progress.add(batch.events.len(), batch.dead.len());
+                store_offsets(&reader, &batch);
+                upkeep.progress.add(batch.events.len(), batch.dead.len());
             }
             None => tracing::warn!(
                 events = batch.len(),
                 "could not store the open batch before the drain timeout; it will be redelivered"
             ),
         }
-        progress.maybe_log(&consumer, &topic);
+        if !stopping {
+            upkeep
+                .tick(&reader)
+                .with_context(|| format!("cannot subscribe to {} again", kafka.topic))?;
+        }
     }
 
-    // Commit what was stored, then leave the group.
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!("final offset commit failed: {e}"),
+    // Commit what was stored, then leave the group. A static member does not
+    // leave: its partitions wait for it to come back (up to the session timeout)
+    // instead of moving away and back; dropping the consumer closes it quietly.
+    if let Err(e) = reader.commit_stored() {
+        tracing::warn!("final offset commit failed: {e}");
     }
-    consumer.unsubscribe();
-    progress.log_total();
+    if args.instance_id.is_none() {
+        reader.leave();
+    }
+    upkeep.progress.log_total();
     tracing::info!("sink stopped");
     Ok(())
 }
 
-async fn decode(
-    payload: Option<&[u8]>,
-    registry: Option<&SchemaRegistry>,
-) -> Result<crate::domain::PressEvent, String> {
-    match payload {
-        None | Some([]) => Err("empty message".into()),
-        Some(bytes) => crate::kafka::decode_value(bytes, registry)
-            .await
-            .map_err(|e| e.to_string()),
-    }
-}
-
-/// Writes the batch to every store and the dead letters to the DLQ, retrying until
-/// all succeed.
-async fn store_batch(
-    stores: &[Arc<dyn EventStore>],
-    dlq: &FutureProducer,
-    dlq_topic: &str,
-    source_topic: &str,
-    batch: &Batch,
-) {
-    let writes = stores
-        .iter()
-        .map(|s| write_with_retry(s.as_ref(), &batch.events));
-    join_all(writes).await;
-    for letter in &batch.dead {
-        send_dead_letter(dlq, dlq_topic, source_topic, letter).await;
-    }
-}
-
-async fn write_with_retry(store: &dyn EventStore, events: &[crate::domain::PressEvent]) {
-    if events.is_empty() {
-        return;
-    }
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+/// Reads messages into `batch` until it is ready, doing the upkeep (progress,
+/// watchdog) while none come. `Ok(false)` when shutdown came first.
+async fn fill_batch(
+    batch: &mut Batch,
+    reader: &Reader<SinkContext>,
+    limits: &BatchLimits,
+    upkeep: &mut Upkeep,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
     loop {
-        let started = Instant::now();
-        match store.write(events).await {
-            Ok(()) => {
-                if backoff.attempts() > 0 {
-                    tracing::info!(
-                        store = store.name(),
-                        attempts = backoff.attempts() + 1,
-                        "store is back; batch written"
+        let now = Instant::now();
+        if batch.is_ready(limits, now) {
+            return Ok(true);
+        }
+        let wait = batch
+            .deadline(limits)
+            .map_or(Duration::from_secs(1), |d| d - now);
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            r = tokio::time::timeout(wait, reader.next()) => r,
+        };
+        let record = match received {
+            Err(_) => {
+                upkeep
+                    .tick(reader)
+                    .with_context(|| format!("cannot subscribe to {} again", reader.topic()))?;
+                continue; // the deadline check above closes a waiting batch
+            }
+            Ok(Err(e)) => {
+                if let Some((code, reason)) = reader.fatal_error() {
+                    anyhow::bail!(
+                        "the Kafka consumer cannot go on ({code}: {reason}){}",
+                        fatal_hint(code)
                     );
                 }
-                tracing::debug!(
-                    store = store.name(),
-                    events = events.len(),
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "batch written"
-                );
-                return;
+                tracing::warn!("cannot read from Kafka (retrying): {e}");
+                continue;
             }
-            Err(e) => log_write_failure(&e, backoff.attempts()),
+            // Only unmanaged readers report the end of a partition.
+            Ok(Ok(Next::EndOfPartition(_))) => continue,
+            Ok(Ok(Next::Record(r))) => r,
+        };
+        let bytes = record.len();
+        match record.event {
+            Ok(event) => batch.push(
+                record.partition,
+                record.offset,
+                bytes,
+                event,
+                Instant::now(),
+            ),
+            Err(reason) => batch.push_dead(
+                DeadLetter {
+                    partition: record.partition,
+                    offset: record.offset,
+                    key: record.key,
+                    value: record.value,
+                    reason: reason.to_string(),
+                },
+                Instant::now(),
+            ),
         }
-        let delay = backoff.next_delay(&mut rand::rng());
-        tokio::time::sleep(delay).await;
     }
 }
 
-fn log_write_failure(e: &WriteError, attempts: u32) {
-    // Every failure while few, then every tenth: a long outage should not flood the log.
-    if attempts < 5 || attempts % 10 == 0 {
-        if e.retryable {
-            tracing::warn!(attempts, "write failed, retrying: {e}");
-        } else {
-            tracing::error!(
-                attempts,
-                "write failed and cannot succeed as things are; retrying until the store is fixed: {e}"
-            );
+/// Stores the batch's offsets, for auto-commit to commit: the stores have it.
+fn store_offsets(reader: &Reader<SinkContext>, batch: &Batch) {
+    for (partition, offset) in &batch.offsets {
+        if let Err(e) = reader.store_offset(*partition, *offset) {
+            // The partition moved to another member; it will redo the batch.
+            tracing::debug!(partition, "offset not stored: {e}");
         }
     }
 }
 
-async fn send_dead_letter(
-    dlq: &FutureProducer,
-    dlq_topic: &str,
-    source_topic: &str,
-    letter: &DeadLetter,
-) {
-    let partition = letter.partition.to_string();
-    let offset = letter.offset.to_string();
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "error",
-            value: Some(letter.reason.as_str()),
-        })
-        .insert(Header {
-            key: "source.topic",
-            value: Some(source_topic),
-        })
-        .insert(Header {
-            key: "source.partition",
-            value: Some(partition.as_str()),
-        })
-        .insert(Header {
-            key: "source.offset",
-            value: Some(offset.as_str()),
-        });
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    loop {
-        let mut record = FutureRecord::<[u8], [u8]>::to(dlq_topic).headers(headers.clone());
-        if let Some(k) = &letter.key {
-            record = record.key(k.as_slice());
+/// What to add to a fatal consumer error to say what to do about it.
+fn fatal_hint(code: RDKafkaErrorCode) -> &'static str {
+    match code {
+        RDKafkaErrorCode::FencedInstanceId => {
+            "; another sink runs with the same --instance-id: give each replica its own"
         }
-        if let Some(v) = &letter.value {
-            record = record.payload(v.as_slice());
-        }
-        match dlq.send(record, Duration::from_secs(5)).await {
-            Ok(_) => {
-                tracing::warn!(partition = letter.partition, offset = letter.offset, reason = %letter.reason, "message sent to the dead-letter topic");
-                return;
-            }
-            Err((e, _)) => {
-                tracing::warn!("cannot send to the dead-letter topic {dlq_topic} (retrying): {e}")
-            }
-        }
-        let delay = backoff.next_delay(&mut rand::rng());
-        tokio::time::sleep(delay).await;
+        _ => "",
     }
 }
 
-/// Counts and periodic progress lines.
-struct Progress {
-    every: Duration,
-    last: Instant,
-    started: Instant,
-    events: u64,
-    dead: u64,
-    since_last: u64,
-}
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
 
-impl Progress {
-    fn new(every: Duration) -> Self {
-        let now = Instant::now();
-        Progress {
-            every,
-            last: now,
-            started: now,
-            events: 0,
-            dead: 0,
-            since_last: 0,
-        }
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sink: SinkArgs,
     }
 
-    fn add(&mut self, events: usize, dead: usize) {
-        self.events += events as u64;
-        self.dead += dead as u64;
-        self.since_last += events as u64;
+    fn parse(extra: &[&str]) -> Result<SinkArgs, clap::Error> {
+        let mut argv = vec!["sink", "--kafka-brokers", "localhost:9092"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).map(|c| c.sink)
     }
 
-    fn maybe_log(&mut self, consumer: &StreamConsumer<SinkContext>, topic: &str) {
-        if self.last.elapsed() < self.every {
-            return;
-        }
-        let rate = self.since_last as f64 / self.last.elapsed().as_secs_f64();
-        let lag = tokio::task::block_in_place(|| lag(consumer, topic));
-        tracing::info!(events = self.events, dead_letters = self.dead, events_per_s = rate.round() as u64, lag = ?lag, "sink progress");
-        self.last = Instant::now();
-        self.since_last = 0;
+    #[test]
+    fn an_instance_id_makes_the_sink_a_static_member() {
+        let options = parse(&["--instance-id", "sink-0"]).unwrap().group_options();
+        assert_eq!(options.instance_id.as_deref(), Some("sink-0"));
+        assert_eq!(options.session_timeout, SESSION_TIMEOUT);
     }
 
-    fn log_total(&self) {
-        let secs = self.started.elapsed().as_secs_f64();
-        tracing::info!(
-            events = self.events,
-            dead_letters = self.dead,
-            seconds = secs.round() as u64,
-            "sink totals"
-        );
+    #[test]
+    fn without_an_instance_id_the_sink_is_a_dynamic_member() {
+        assert_eq!(parse(&[]).unwrap().group_options().instance_id, None);
     }
-}
 
-/// Messages between this member's position and the end of its partitions
-/// (`None` when the broker does not say).
-fn lag(consumer: &StreamConsumer<SinkContext>, topic: &str) -> Option<i64> {
-    let assigned = consumer.assignment().ok()?;
-    let positions = consumer.position().ok()?;
-    let mut total = 0;
-    for e in assigned.elements_for_topic(topic) {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, e.partition(), Duration::from_secs(1))
-            .ok()?;
-        let pos = positions
-            .find_partition(topic, e.partition())
-            .and_then(|p| p.offset().to_raw())
-            .filter(|o| *o >= 0)
-            .unwrap_or(0);
-        total += (high - pos).max(0);
+    #[test]
+    fn an_empty_instance_id_is_refused() {
+        assert!(parse(&["--instance-id", " "]).is_err());
     }
-    Some(total)
 }

@@ -125,8 +125,14 @@ impl Env {
 
     /// Produces `sessions` seeded sessions to the topic; returns the events.
     pub async fn produce(&self, sessions: u64, seed: u64) -> Vec<PressEvent> {
+        self.produce_at_rate(sessions, seed, 0.0).await
+    }
+
+    /// Like [`Env::produce`], paced at `rate` events per second (0: at once).
+    pub async fn produce_at_rate(&self, sessions: u64, seed: u64, rate: f64) -> Vec<PressEvent> {
         let s = sessions.to_string();
         let sd = seed.to_string();
+        let r = rate.to_string();
         let args = cli::generate(&[
             "--kafka-brokers",
             &self.broker,
@@ -136,6 +142,8 @@ impl Env {
             &s,
             "--seed",
             &sd,
+            "--rate",
+            &r,
         ]);
         let summary = button::generate::generate(&args, CancellationToken::new())
             .await

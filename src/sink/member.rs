@@ -1,0 +1,135 @@
+//! This sink as a member of its consumer group: what the coordinator assigned
+//! it (kept by the rebalance callbacks), and the upkeep between batches: the
+//! progress line, and the [`Watchdog`]'s decision to leave and rejoin when
+//! partitions wait with nobody (see [`super::watchdog`] for when, and why).
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::lag::GroupReading;
+use super::progress::Progress;
+use super::watchdog::Watchdog;
+use crate::kafka::reader::Reader;
+
+/// Logs rebalances and commit failures, and keeps what the group assigned.
+#[derive(Debug, Default)]
+pub struct SinkContext {
+    /// The partitions the coordinator assigned to this member; `None` while it
+    /// joins (before the first assignment, and from a revocation to the next).
+    owned: Mutex<Option<BTreeSet<i32>>>,
+}
+
+impl SinkContext {
+    /// The partitions this member owns, or `None` while it joins the group.
+    pub fn owned(&self) -> Option<BTreeSet<i32>> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_owned(&self, owned: Option<BTreeSet<i32>>) {
+        *self.owned.lock().unwrap_or_else(|e| e.into_inner()) = owned;
+    }
+}
+
+impl ClientContext for SinkContext {}
+
+impl ConsumerContext for SinkContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let owned = partitions(tpl);
+                tracing::info!(partitions = ?owned, "partitions assigned");
+                self.set_owned(Some(owned));
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+                self.set_owned(None);
+            }
+            Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        match result {
+            // Nothing to commit is normal when no batch finished since the last commit.
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!("offset commit failed: {e}"),
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> BTreeSet<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+/// What the loop does between messages and batches: progress lines and the
+/// watchdog, both fed by the lag probe's latest reading.
+pub struct Upkeep {
+    /// The counts.
+    pub progress: Progress,
+    watchdog: Watchdog,
+    lag: watch::Receiver<Option<GroupReading>>,
+}
+
+impl Upkeep {
+    /// Upkeep for a member that joins now, with `session_timeout`.
+    pub fn new(
+        progress_every: Duration,
+        session_timeout: Duration,
+        lag: watch::Receiver<Option<GroupReading>>,
+    ) -> Self {
+        let now = Instant::now();
+        Upkeep {
+            progress: Progress::new(progress_every, now),
+            watchdog: Watchdog::new(session_timeout, now),
+            lag,
+        }
+    }
+
+    /// Logs progress when due; rejoins the group when the watchdog says so.
+    pub fn tick(&mut self, reader: &Reader<SinkContext>) -> KafkaResult<()> {
+        let now = Instant::now();
+        let lag = self.lag.borrow().clone();
+        self.progress.maybe_log(lag.as_ref().map(|r| &r.lag), now);
+        self.watchdog.observe(reader.context().owned(), now);
+        let Some(stall) = self.watchdog.check(lag.as_ref(), now) else {
+            return Ok(());
+        };
+        let why = if stall.members == Some(1) {
+            "the coordinator lists it as the group's only member".to_owned()
+        } else {
+            format!(
+                "the group has committed nothing for {}s (more than {}s)",
+                stall.group_idle_for.as_secs(),
+                stall.patience.as_secs()
+            )
+        };
+        tracing::warn!(
+            waiting_elsewhere = stall.waiting_elsewhere,
+            owned = ?stall.owned,
+            owned_s = stall.owned_for.as_secs(),
+            group_idle_s = stall.group_idle_for.as_secs(),
+            members = stall.members,
+            "at least {} messages wait in partitions this member does not own; it has owned {} for {}s, and {why}: leaving and rejoining the group so that the coordinator assigns the partitions afresh",
+            stall.waiting_elsewhere,
+            describe(&stall.owned),
+            stall.owned_for.as_secs(),
+        );
+        reader.rejoin()
+    }
+}
+
+/// `no partition` or `partitions [1, 2]`.
+fn describe(owned: &BTreeSet<i32>) -> String {
+    if owned.is_empty() {
+        "no partition".into()
+    } else {
+        format!("partitions {:?}", owned.iter().collect::<Vec<_>>())
+    }
+}

@@ -1,0 +1,190 @@
+//! Getting one batch into every store and its undecodable messages into the
+//! dead-letter topic, for as long as it takes. Guarantee: [`Destinations::store`]
+//! returns only once every store has every event of the batch and the broker has
+//! confirmed every dead letter; a store that is down pauses the sink, it never
+//! skips data.
+//!
+//! Retries: every failure is retried with capped, jittered backoff. The store's
+//! classification (`WriteError::retryable`) decides how loudly: a transient
+//! failure (connection lost, timeout) is a warning; a permanent one (a schema that
+//! does not match, say) is an error that says the store must be fixed, because
+//! skipping the batch would lose presses.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::future::join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::batch::{Batch, DeadLetter};
+use super::retry::Backoff;
+use crate::config::{ChConfig, KafkaConfig, PgConfig};
+use crate::domain::PressEvent;
+use crate::store::clickhouse::ChStore;
+use crate::store::postgres::PgStore;
+use crate::store::{EventStore, WriteError};
+
+/// Waits between retries: from 100 ms, doubling up to 10 s.
+const RETRY_BASE: Duration = Duration::from_millis(100);
+const RETRY_CAP: Duration = Duration::from_secs(10);
+
+/// Connects to every configured store (at least one).
+pub async fn connect_stores(
+    pg: Option<&PgConfig>,
+    ch: Option<&ChConfig>,
+) -> anyhow::Result<Vec<Arc<dyn EventStore>>> {
+    let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
+    if let Some(pg) = pg {
+        stores.push(Arc::new(PgStore::connect(pg).await?));
+    }
+    if let Some(ch) = ch {
+        stores.push(Arc::new(ChStore::connect(ch).await?));
+    }
+    anyhow::ensure!(
+        !stores.is_empty(),
+        "no store to write to: pass --postgres-url and/or --clickhouse-url"
+    );
+    Ok(stores)
+}
+
+/// Where a batch goes: the stores, and the dead-letter topic `<topic>.dlq`.
+pub struct Destinations {
+    stores: Vec<Arc<dyn EventStore>>,
+    dlq: FutureProducer,
+    dlq_topic: String,
+    source_topic: String,
+}
+
+impl Destinations {
+    /// The stores, and a producer to the dead-letter topic of `kafka.topic`, which
+    /// is created if missing (one partition, one replica) when the broker allows.
+    pub async fn build(
+        kafka: &KafkaConfig,
+        stores: Vec<Arc<dyn EventStore>>,
+    ) -> anyhow::Result<Self> {
+        let mut config = crate::kafka::client_config(kafka)?;
+        config.set("acks", "all").set("enable.idempotence", "true");
+        let dlq: FutureProducer = config.create()?;
+        let dlq_topic = crate::kafka::admin::dead_letter_topic(&kafka.topic);
+        // Without it, a bad message would stall the sink.
+        crate::kafka::admin::ensure_named_topic(kafka, &dlq_topic, 1, 1).await.with_context(|| {
+            format!("the dead-letter topic {dlq_topic} is missing and cannot be created: run `button migrate --kafka-brokers ... --replication-factor N`")
+        })?;
+        Ok(Destinations {
+            stores,
+            dlq,
+            dlq_topic,
+            source_topic: kafka.topic.clone(),
+        })
+    }
+
+    /// The stores' names, for the log.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.stores.iter().map(|s| s.name()).collect()
+    }
+
+    /// Writes the batch to every store (concurrently) and the dead letters to the
+    /// dead-letter topic, retrying until all succeed.
+    pub async fn store(&self, batch: &Batch) {
+        let writes = self
+            .stores
+            .iter()
+            .map(|s| write_with_retry(s.as_ref(), &batch.events));
+        join_all(writes).await;
+        for letter in &batch.dead {
+            self.send_dead_letter(letter).await;
+        }
+    }
+
+    async fn send_dead_letter(&self, letter: &DeadLetter) {
+        let partition = letter.partition.to_string();
+        let offset = letter.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "error",
+                value: Some(letter.reason.as_str()),
+            })
+            .insert(Header {
+                key: "source.topic",
+                value: Some(self.source_topic.as_str()),
+            })
+            .insert(Header {
+                key: "source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source.offset",
+                value: Some(offset.as_str()),
+            });
+        let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
+        loop {
+            let mut record =
+                FutureRecord::<[u8], [u8]>::to(&self.dlq_topic).headers(headers.clone());
+            if let Some(k) = &letter.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(v) = &letter.value {
+                record = record.payload(v.as_slice());
+            }
+            match self.dlq.send(record, Duration::from_secs(5)).await {
+                Ok(_) => {
+                    tracing::warn!(partition = letter.partition, offset = letter.offset, reason = %letter.reason, "message sent to the dead-letter topic");
+                    return;
+                }
+                Err((e, _)) => tracing::warn!(
+                    "cannot send to the dead-letter topic {} (retrying): {e}",
+                    self.dlq_topic
+                ),
+            }
+            let delay = backoff.next_delay(&mut rand::rng());
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+async fn write_with_retry(store: &dyn EventStore, events: &[PressEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
+    loop {
+        let started = Instant::now();
+        match store.write(events).await {
+            Ok(()) => {
+                if backoff.attempts() > 0 {
+                    tracing::info!(
+                        store = store.name(),
+                        attempts = backoff.attempts() + 1,
+                        "store is back; batch written"
+                    );
+                }
+                tracing::debug!(
+                    store = store.name(),
+                    events = events.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "batch written"
+                );
+                return;
+            }
+            Err(e) => log_write_failure(&e, backoff.attempts()),
+        }
+        let delay = backoff.next_delay(&mut rand::rng());
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn log_write_failure(e: &WriteError, attempts: u32) {
+    // Every failure while few, then every tenth: a long outage should not flood the log.
+    if attempts < 5 || attempts % 10 == 0 {
+        if e.retryable {
+            tracing::warn!(attempts, "write failed, retrying: {e}");
+        } else {
+            tracing::error!(
+                attempts,
+                "write failed and cannot succeed as things are; retrying until the store is fixed: {e}"
+            );
+        }
+    }
+}
