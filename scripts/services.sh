@@ -1,40 +1,54 @@
-# Throwaway PostgreSQL and ClickHouse servers for the tests. Sourced by scripts/test,
-# which defines `free_port`, `wait_for_port NAME PORT LOGFILE`, `$work` (a temporary
-# directory removed on exit) and the `pids` array its EXIT trap kills.
+# Throwaway servers for the tests and benchmarks, on free loopback ports, with all
+# their files under $work. Sourced after scripts/lib.sh, once `use_work_dir` has
+# made $work and the `pids` array its EXIT trap stops.
 #
+#   build_tansu       builds the Tansu broker into the cache once (about 20 minutes)
+#   start_tansu       starts a Tansu broker (in memory); exports BUTTON_TEST_KAFKA=127.0.0.1:PORT
 #   start_postgres    exports BUTTON_TEST_POSTGRES=postgres://postgres@127.0.0.1:PORT/postgres
-#                     (plain or TLS; with `openssl`, also BUTTON_TEST_POSTGRES_CA: the CA
-#                     file that signed the server's certificate, issued for `localhost`)
+#                     (plain or TLS, clients choose) and BUTTON_TEST_POSTGRES_CA: the CA
+#                     file that signed the server's certificate, issued for `localhost`
 #   start_clickhouse  exports BUTTON_TEST_CLICKHOUSE=http://127.0.0.1:PORT (user `default`,
 #                     no password), and BUTTON_TEST_CLICKHOUSE_USER/_PASSWORD: a second
 #                     user with a password
 #
-# Both listen on 127.0.0.1 only, on free ports, with all their files under $work.
-# Both are run in the foreground of a background job (not daemonized), so the PID in
-# `pids` is the server's own and the EXIT trap stops it.
+# Each runs its server in the foreground of a background job (not daemonized), so
+# the PID in `pids` is the server's own and the EXIT trap stops it. A missing
+# program is an error that names scripts/install-deps; nothing here needs root.
 
-# Installs Debian packages, when we may.
-services_apt_install() {
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "error: need root to apt-get install $*" >&2
+tansu_bin="$button_cache/tansu/bin/tansu"
+
+build_tansu() {
+  [[ ! -x "$tansu_bin" ]] || return 0
+  echo "==> building the Tansu test broker into $button_cache/tansu (once; about 20 minutes)"
+  CARGO_TARGET_DIR="$button_cache/tansu-target" cargo install tansu --version 0.6.0 --locked \
+    --features dynostore,libsql --root "$button_cache/tansu" --quiet
+}
+
+start_tansu() {
+  if [[ ! -x "$tansu_bin" ]]; then
+    echo "error: $tansu_bin is missing: run scripts/test once (it builds it)" >&2
     return 1
   fi
-  echo "==> installing $*"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  local port
+  port="$(free_port)"
+  "$tansu_bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ >"$work/tansu-$port.log" 2>&1 &
+  pids+=($!)
+  wait_for_port "the Tansu broker" "$port" "$work/tansu-$port.log"
+  export BUTTON_TEST_KAFKA="127.0.0.1:$port"
+  echo "==> Kafka-protocol broker (Tansu) on $BUTTON_TEST_KAFKA"
+}
+
+services_missing() { # what
+  echo "error: $1 is not installed: run scripts/install-deps (as root)" >&2
+  return 1
 }
 
 start_postgres() {
   local bin
-  bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-  if [[ -z "$bin" || ! -x "$bin/initdb" ]]; then
-    services_apt_install postgresql || return 1
-    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-  fi
-  if [[ -z "$bin" || ! -x "$bin/initdb" ]]; then
-    echo "error: no PostgreSQL server binaries in /usr/lib/postgresql/*/bin" >&2
-    return 1
-  fi
+  bin="$(postgres_bin_dir)"
+  [[ -n "$bin" ]] || services_missing "PostgreSQL (/usr/lib/postgresql/*/bin/initdb)" || return 1
+  command -v openssl >/dev/null || services_missing openssl || return 1
 
   local dir="$work/pg" port
   port="$(free_port)"
@@ -60,11 +74,13 @@ start_postgres() {
     return 1
   }
   # TLS too (clients choose), with a throwaway CA, so the tests can check sslmode.
-  local tls=()
-  if command -v openssl >/dev/null && services_pg_certs "$dir/tls"; then
-    [[ ${#as[@]} -eq 0 ]] || chown -R postgres: "$dir/tls"
-    tls=(-c ssl=on -c "ssl_cert_file=$dir/tls/server.crt" -c "ssl_key_file=$dir/tls/server.key")
-  fi
+  services_pg_certs "$dir/tls" || {
+    echo "error: cannot make the test certificates; openssl says:" >&2
+    cat "$dir/tls/openssl.log" >&2
+    return 1
+  }
+  [[ ${#as[@]} -eq 0 ]] || chown -R postgres: "$dir/tls"
+  local tls=(-c ssl=on -c "ssl_cert_file=$dir/tls/server.crt" -c "ssl_key_file=$dir/tls/server.key")
   # Tests trade durability for speed; benchmarks set BUTTON_PG_DURABLE=1.
   local durability=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off)
   [[ "${BUTTON_PG_DURABLE:-}" != 1 ]] || durability=()
@@ -85,7 +101,7 @@ start_postgres() {
     return 1
   fi
   export BUTTON_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
-  if [[ ${#tls[@]} -gt 0 ]]; then export BUTTON_TEST_POSTGRES_CA="$dir/tls/ca.pem"; fi
+  export BUTTON_TEST_POSTGRES_CA="$dir/tls/ca.pem"
   echo "==> PostgreSQL ($("$bin/postgres" --version)) on 127.0.0.1:$port"
 }
 
@@ -153,9 +169,8 @@ EOF
 }
 
 start_clickhouse() {
-  if ! command -v clickhouse-server >/dev/null; then
-    services_apt_install clickhouse-server || return 1
-  fi
+  command -v clickhouse-server >/dev/null || services_missing clickhouse-server || return 1
+  command -v python3 >/dev/null || services_missing python3 || return 1
   local dir="$work/ch" http tcp
   http="$(free_port)"
   tcp="$(free_port)"

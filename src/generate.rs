@@ -26,10 +26,10 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{KafkaArgs, RegistryArgs};
 use crate::domain::{Action, Location, PressEvent};
 use crate::encoding::Format;
 use crate::geo::GeoDb;
-use crate::config::{KafkaArgs, RegistryArgs};
 use crate::kafka::KafkaPublisher;
 use crate::publish::PublishError;
 
@@ -330,7 +330,8 @@ async fn to_kafka(
 ) -> anyhow::Result<()> {
     let kafka = args.kafka.require()?;
     let encoder =
-        crate::kafka::producer::encoder(args.format, &kafka, args.registry.config().as_ref()).await?;
+        crate::kafka::producer::encoder(args.format, &kafka, args.registry.config().as_ref())
+            .await?;
     let producer = KafkaPublisher::new(&kafka, encoder, Duration::from_secs(30))?;
     let mut pacer = Pacer::new(args.rate);
     let mut in_flight = FuturesUnordered::new();

@@ -14,9 +14,9 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{KafkaArgs, RegistryArgs};
 use crate::domain::PressEvent;
 use crate::encoding;
-use crate::config::{KafkaArgs, RegistryArgs};
 use crate::kafka::SchemaRegistry;
 use crate::kafka::reader::{Next, Reader, Start};
 

@@ -1,8 +1,10 @@
 //! The PostgreSQL and ClickHouse stores against real servers: the ones
-//! `scripts/test` starts (see `scripts/services.sh`), given by
+//! `scripts/test` starts (see `scripts/services.sh`), or yours in
 //! `BUTTON_TEST_POSTGRES` (postgres://...) and `BUTTON_TEST_CLICKHOUSE` (http://...).
-//! Without a variable, its tests print `SKIPPED: ...` and pass; with it, they must
-//! pass. Every test works in a database of its own.
+//! How a missing server is reported: see `common::services`. Every test works in
+//! a database of its own.
+
+mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -25,58 +27,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-fn env_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            eprintln!("SKIPPED: {var} is not set; run scripts/test to start the server");
-            None
-        }
-    }
-}
-
-fn db_name() -> String {
-    format!("test_{}", Uuid::new_v4().simple())
-}
-
-/// A new PostgreSQL database on the test server; its URL.
-async fn new_pg_db(base: &str) -> String {
-    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
-        .await
-        .expect("connect to BUTTON_TEST_POSTGRES");
-    tokio::spawn(conn);
-    let name = db_name();
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let mut url = Url::parse(base).unwrap();
-    url.set_path(&format!("/{name}"));
-    url.to_string()
-}
-
-/// A new ClickHouse database on the test server; its URL.
-async fn new_ch_db(base: &str) -> String {
-    let name = db_name();
-    ch_sql(base, &format!("CREATE DATABASE {name}")).await;
-    let mut url = Url::parse(base).unwrap();
-    url.query_pairs_mut().append_pair("database", &name);
-    url.to_string()
-}
-
-/// Runs `sql` on the ClickHouse server at `url` (its `database` parameter applies).
-async fn ch_sql(url: &str, sql: &str) -> String {
-    let resp = reqwest::Client::new()
-        .post(url)
-        .body(sql.to_owned())
-        .send()
-        .await
-        .expect("ClickHouse answers");
-    let status = resp.status();
-    let body = resp.text().await.unwrap();
-    assert!(status.is_success(), "{sql}: HTTP {status}: {body}");
-    body
-}
+use common::services::{self, clickhouse_sql as ch_sql};
 
 async fn pg_one(url: &str, sql: &str) -> i64 {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -241,10 +192,10 @@ fn test_events() -> Vec<PressEvent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_migrates_writes_idempotently_and_counts_exactly() {
-    let Some(base) = env_url("BUTTON_TEST_POSTGRES") else {
+    let Some(pg) = services::postgres() else {
         return;
     };
-    let url = new_pg_db(&base).await;
+    let url = pg.new_database().await;
     // Concurrent migrations on an empty database, then again one by one.
     let (a, b) = (
         PgStore::connect(&(&url).parse().unwrap()).await.unwrap(),
@@ -274,10 +225,10 @@ async fn postgres_store_migrates_writes_idempotently_and_counts_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
-    let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") else {
+    let Some(ch) = services::clickhouse() else {
         return;
     };
-    let url = new_ch_db(&base).await;
+    let url = ch.new_database().await;
     let (a, b) = (
         ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
         ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
@@ -318,14 +269,15 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_stores_agree_on_every_figure() {
-    let (Some(pg), Some(ch)) = (
-        env_url("BUTTON_TEST_POSTGRES"),
-        env_url("BUTTON_TEST_CLICKHOUSE"),
-    ) else {
+    let (Some(pg), Some(ch)) = (services::postgres(), services::clickhouse()) else {
         return;
     };
-    let pg = PgStore::connect(&(&new_pg_db(&pg).await).parse().unwrap()).await.unwrap();
-    let ch = ChStore::connect(&(&new_ch_db(&ch).await).parse().unwrap()).await.unwrap();
+    let pg = PgStore::connect(&(&pg.new_database().await).parse().unwrap())
+        .await
+        .unwrap();
+    let ch = ChStore::connect(&(&ch.new_database().await).parse().unwrap())
+        .await
+        .unwrap();
     pg.migrate().await.unwrap();
     ch.migrate().await.unwrap();
     let events = generate(3_000, 7);
@@ -355,13 +307,16 @@ async fn both_stores_agree_on_every_figure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_that_retrying_cannot_fix_say_so() {
-    if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
+    if let Some(pg) = services::postgres() {
         // No migration: the table does not exist (a schema error).
-        let store = PgStore::connect(&(&new_pg_db(&base).await).parse().unwrap()).await.unwrap();
+        let store = PgStore::connect(&(&pg.new_database().await).parse().unwrap())
+            .await
+            .unwrap();
         let err = store.write(&generate(5, 1)).await.unwrap_err();
         eprintln!("expected error: {err}");
         assert!(!err.retryable, "{err}");
-        assert!(err.message.contains("button_presses"), "{err}");
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(chain.contains("button_presses"), "{chain}");
         store.migrate().await.unwrap();
         // Text PostgreSQL cannot store (a data error).
         let mut bad = generate(5, 2);
@@ -372,32 +327,41 @@ async fn errors_that_retrying_cannot_fix_say_so() {
         // The connection is still good: the next write succeeds.
         store.write(&generate(5, 3)).await.unwrap();
         // The password never shows, the host does.
-        let mut url = Url::parse(&base).unwrap();
+        let mut url = Url::parse(&pg.url).unwrap();
         url.set_password(Some("hunter2-secret")).unwrap();
         url.set_port(Some(1)).unwrap();
-        let err = PgStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
+        let err = PgStore::connect(&(url.as_str()).parse().unwrap())
+            .await
+            .unwrap_err();
         let msg = format!("{err:#}");
         eprintln!("expected error: {msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
         assert!(msg.contains("127.0.0.1:1"), "{msg}");
     }
-    if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
-        let store = ChStore::connect(&(&new_ch_db(&base).await).parse().unwrap()).await.unwrap();
+    if let Some(ch) = services::clickhouse() {
+        let store = ChStore::connect(&(&ch.new_database().await).parse().unwrap())
+            .await
+            .unwrap();
         let err = store.write(&generate(5, 1)).await.unwrap_err();
         eprintln!("expected error: {err}");
         assert!(!err.retryable, "{err}");
-        assert!(err.message.contains("Code: 60"), "{err}");
-        let mut url = Url::parse(&base).unwrap();
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(chain.contains("Code: 60"), "{chain}");
+        let mut url = Url::parse(&ch.url).unwrap();
         url.set_username("default").unwrap();
         url.set_password(Some("hunter2-secret")).unwrap();
-        let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
+        let err = ChStore::connect(&(url.as_str()).parse().unwrap())
+            .await
+            .unwrap_err();
         let msg = format!("{err:#}");
         eprintln!("expected error: {msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
         assert!(msg.contains("127.0.0.1"), "{msg}");
-        let mut url = Url::parse(&base).unwrap();
+        let mut url = Url::parse(&ch.url).unwrap();
         url.query_pairs_mut().append_pair("database", "no_such_db");
-        let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
+        let err = ChStore::connect(&(url.as_str()).parse().unwrap())
+            .await
+            .unwrap_err();
         eprintln!("expected error: {err}");
         assert!(err.to_string().contains("no_such_db"), "{err}");
     }
@@ -407,12 +371,14 @@ async fn errors_that_retrying_cannot_fix_say_so() {
 /// `localhost` only, signed by the CA in `BUTTON_TEST_POSTGRES_CA`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tls_follows_libpq_sslmode() {
-    let (Some(base), Some(ca)) = (
-        env_url("BUTTON_TEST_POSTGRES"),
-        env_url("BUTTON_TEST_POSTGRES_CA"),
-    ) else {
+    let Some(pg) = services::postgres() else {
         return;
     };
+    let Some(ca) = pg.tls_ca else {
+        eprintln!("SKIPPED: BUTTON_TEST_POSTGRES_CA is not set: this server has no test TLS");
+        return;
+    };
+    let base = pg.url;
     let port = Url::parse(&base).unwrap().port().unwrap();
     let ca = ca.replace('/', "%2F");
     let url = |host: &str, params: &str, app: &str| {
@@ -491,25 +457,31 @@ async fn postgres_tls_follows_libpq_sslmode() {
 /// A user with a password: credentials go in headers, percent-escapes decoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_credentials_from_the_url_work() {
-    let (Some(base), Some(user), Some(password)) = (
-        env_url("BUTTON_TEST_CLICKHOUSE"),
-        env_url("BUTTON_TEST_CLICKHOUSE_USER"),
-        env_url("BUTTON_TEST_CLICKHOUSE_PASSWORD"),
-    ) else {
+    let Some(ch) = services::clickhouse() else {
         return;
     };
-    let mut url = Url::parse(&new_ch_db(&base).await).unwrap();
+    let Some((user, password)) = ch.password_user.clone() else {
+        eprintln!(
+            "SKIPPED: BUTTON_TEST_CLICKHOUSE_USER/_PASSWORD are not set: no user with a password"
+        );
+        return;
+    };
+    let mut url = Url::parse(&ch.new_database().await).unwrap();
     url.set_username(&user).unwrap();
     url.set_password(Some(&password)).unwrap();
-    let store = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap();
+    let store = ChStore::connect(&(url.as_str()).parse().unwrap())
+        .await
+        .unwrap();
     assert!(!format!("{store:?}").contains(&password));
     store.migrate().await.unwrap();
     let events = generate(100, 3);
     store.write(&events).await.unwrap();
     assert_eq!(store.global().await.unwrap(), expected(&events).global);
     url.set_password(Some("wrong")).unwrap();
-    let err = ChStore::connect(&(url.as_str()).parse().unwrap()).await.unwrap_err();
-    assert!(err.to_string().contains("193"), "{err}");
+    let err = ChStore::connect(&(url.as_str()).parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("193"), "{err:#}");
 }
 
 /// Several writers (as several sink processes after a rebalance) writing the same
@@ -543,24 +515,28 @@ async fn concurrent_overlapping_writes(stores: Vec<Arc<dyn EventStore>>, events:
 async fn concurrent_writers_of_the_same_events_count_each_once() {
     let events = generate(3_000, 5);
     let want = expected(&events);
-    if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
-        let url = new_pg_db(&base).await;
+    if let Some(pg) = services::postgres() {
+        let url = pg.new_database().await;
         let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
         let first = Arc::new(PgStore::connect(&(&url).parse().unwrap()).await.unwrap());
         first.migrate().await.unwrap();
         for _ in 0..3 {
-            stores.push(Arc::new(PgStore::connect(&(&url).parse().unwrap()).await.unwrap()));
+            stores.push(Arc::new(
+                PgStore::connect(&(&url).parse().unwrap()).await.unwrap(),
+            ));
         }
         concurrent_overlapping_writes(stores, &events).await;
         check_stats(first.as_ref(), &want, "postgres").await;
     }
-    if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
-        let url = new_ch_db(&base).await;
+    if let Some(ch) = services::clickhouse() {
+        let url = ch.new_database().await;
         let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
         let first = Arc::new(ChStore::connect(&(&url).parse().unwrap()).await.unwrap());
         first.migrate().await.unwrap();
         for _ in 0..3 {
-            stores.push(Arc::new(ChStore::connect(&(&url).parse().unwrap()).await.unwrap()));
+            stores.push(Arc::new(
+                ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
+            ));
         }
         concurrent_overlapping_writes(stores, &events).await;
         check_stats(first.as_ref(), &want, "clickhouse").await;
@@ -671,8 +647,8 @@ async fn survives_outage(store: &dyn EventStore, proxy: &Proxy, events: &[PressE
 async fn stores_recover_from_outages_by_themselves() {
     let events = generate(400, 11);
     let want = expected(&events);
-    if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
-        let url = new_pg_db(&base).await;
+    if let Some(pg) = services::postgres() {
+        let url = pg.new_database().await;
         let mut via = Url::parse(&url).unwrap();
         let proxy = Proxy::start(socket_addr(&via)).await;
         via.set_port(Some(proxy.addr.port())).unwrap();
@@ -684,12 +660,14 @@ async fn stores_recover_from_outages_by_themselves() {
         survives_outage(&store, &proxy, &events).await;
         assert_eq!(store.global().await.unwrap(), want.global);
     }
-    if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
-        let url = new_ch_db(&base).await;
+    if let Some(ch) = services::clickhouse() {
+        let url = ch.new_database().await;
         let mut via = Url::parse(&url).unwrap();
         let proxy = Proxy::start(socket_addr(&via)).await;
         via.set_port(Some(proxy.addr.port())).unwrap();
-        let store = ChStore::connect(&(via.as_str()).parse().unwrap()).await.unwrap();
+        let store = ChStore::connect(&(via.as_str()).parse().unwrap())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         survives_outage(&store, &proxy, &events).await;
         assert_eq!(store.global().await.unwrap(), want.global);
@@ -711,8 +689,10 @@ async fn write_throughput() {
             EVENTS as f64 / took.as_secs_f64()
         );
     };
-    if let Some(base) = env_url("BUTTON_TEST_POSTGRES") {
-        let store = PgStore::connect(&(&new_pg_db(&base).await).parse().unwrap()).await.unwrap();
+    if let Some(pg) = services::postgres() {
+        let store = PgStore::connect(&(&pg.new_database().await).parse().unwrap())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         let t = Instant::now();
         for batch in events.chunks(BATCH) {
@@ -726,8 +706,10 @@ async fn write_throughput() {
         report("postgres (all duplicates)", t.elapsed());
         assert_eq!(store.global().await.unwrap(), expected(events).global);
     }
-    if let Some(base) = env_url("BUTTON_TEST_CLICKHOUSE") {
-        let store = ChStore::connect(&(&new_ch_db(&base).await).parse().unwrap()).await.unwrap();
+    if let Some(ch) = services::clickhouse() {
+        let store = ChStore::connect(&(&ch.new_database().await).parse().unwrap())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         let t = Instant::now();
         for batch in events.chunks(BATCH) {

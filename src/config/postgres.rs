@@ -71,7 +71,10 @@ mod tests {
         assert!(!format!("{:?}", cli.pg).contains("hunter2"));
         let config = cli.pg.config().unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
-        assert_eq!(config.url.password().unwrap().expose_secret(), "hunter2-secret");
+        assert_eq!(
+            config.url.password().unwrap().expose_secret(),
+            "hunter2-secret"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod client_ip;
 pub mod event;
+pub mod row;
 
 pub use client_ip::{ClientIp, TrustedProxies};
 pub use event::{Action, Location, PressEvent};

@@ -10,7 +10,8 @@ use apache_avro::types::Value;
 use uuid::Uuid;
 
 use super::DecodeError;
-use crate::domain::{Action, Location, PressEvent};
+use crate::domain::PressEvent;
+use crate::domain::row::{self, COLUMN_COUNT, COLUMNS, Column, ColumnType, Row, wire_order};
 
 /// The schema's JSON text, as registered with a schema registry.
 pub const SCHEMA_JSON: &str = include_str!("../../schema/press_event.avsc");
@@ -52,102 +53,73 @@ pub fn decode(bytes: &[u8], writer: Option<&Schema>) -> Result<PressEvent, Decod
     from_value(value)
 }
 
-fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
-    match v {
-        Some(x) => Value::Union(1, Box::new(f(x))),
-        None => Value::Union(0, Box::new(Value::Null)),
+/// The event as an Avro record: its columns in wire order, the optional ones as
+/// `["null", T]` unions.
+fn to_value(e: &PressEvent) -> Value {
+    let row = e.row();
+    Value::Record(
+        wire_order()
+            .map(|(i, column)| (column.name.to_owned(), to_avro(column, row.0[i])))
+            .collect(),
+    )
+}
+
+fn to_avro(column: &Column, value: row::Value<'_>) -> Value {
+    let plain = match value {
+        row::Value::Null => Value::Null,
+        row::Value::Uuid(u) => Value::String(u.to_string()),
+        row::Value::Int64(n) => Value::Long(n),
+        row::Value::Int32(n) => Value::Int(n),
+        row::Value::Text(t) => Value::String(t.to_owned()),
+        row::Value::Float64(x) => Value::Double(x),
+    };
+    match (column.optional_on_wire(), plain) {
+        (false, plain) => plain,
+        (true, Value::Null) => Value::Union(0, Box::new(Value::Null)),
+        (true, plain) => Value::Union(1, Box::new(plain)),
     }
 }
 
-fn to_value(e: &PressEvent) -> Value {
-    let l = &e.location;
-    Value::Record(vec![
-        ("session_id".into(), Value::String(e.session_id.to_string())),
-        ("timestamp".into(), Value::Long(e.timestamp)),
-        ("action".into(), Value::String(e.action.as_str().into())),
-        ("country_name".into(), Value::String(l.country_name.clone())),
-        ("country_code".into(), Value::String(l.country_code.clone())),
-        (
-            "subdivision_name".into(),
-            Value::String(l.subdivision_name.clone()),
-        ),
-        (
-            "subdivision_code".into(),
-            Value::String(l.subdivision_code.clone()),
-        ),
-        ("city_name".into(), Value::String(l.city_name.clone())),
-        ("cohort".into(), opt(e.cohort, Value::Int)),
-        (
-            "event_id".into(),
-            opt(Some(e.event_id.to_string()), Value::String),
-        ),
-        ("latitude".into(), opt(l.latitude, Value::Double)),
-        ("longitude".into(), opt(l.longitude, Value::Double)),
-    ])
-}
-
+/// The event in a record resolved to our schema. Fields a newer writer added are
+/// ignored; a column the record lacks (events from the original app have no
+/// `event_id`) is an error naming it: such events cannot be deduplicated.
 fn from_value(value: Value) -> Result<PressEvent, DecodeError> {
     let Value::Record(fields) = value else {
         return Err(DecodeError::Avro("top-level value is not a record".into()));
     };
-    let mut session_id = None;
-    let mut event_id = None;
-    let mut timestamp = None;
-    let mut action = None;
-    let mut cohort = None;
-    let mut loc = Location::default();
-    for (name, v) in fields {
+    let mut values = [row::Value::Null; COLUMN_COUNT];
+    for (name, v) in &fields {
+        let Some(i) = COLUMNS.iter().position(|c| c.name == name.as_str()) else {
+            continue;
+        };
         let v = match v {
-            Value::Union(_, inner) => *inner,
+            Value::Union(_, inner) => inner.as_ref(),
             other => other,
         };
-        match (name.as_str(), v) {
-            ("session_id", Value::String(s)) => session_id = Some(parse_uuid("session_id", &s)?),
-            ("event_id", Value::String(s)) => event_id = Some(parse_uuid("event_id", &s)?),
-            ("timestamp", Value::Long(t)) => timestamp = Some(t),
-            ("action", Value::String(s)) => {
-                action = Some(Action::parse(&s).ok_or_else(|| DecodeError::Field {
-                    field: "action",
-                    reason: format!("unknown action {s:?}"),
+        values[i] = match (COLUMNS[i].ty, v) {
+            (ColumnType::Uuid, Value::String(s)) => {
+                row::Value::Uuid(Uuid::parse_str(s).map_err(|e| DecodeError::Field {
+                    field: COLUMNS[i].name,
+                    reason: e.to_string(),
                 })?)
             }
-            ("country_name", Value::String(s)) => loc.country_name = s,
-            ("country_code", Value::String(s)) => loc.country_code = s,
-            ("subdivision_name", Value::String(s)) => loc.subdivision_name = s,
-            ("subdivision_code", Value::String(s)) => loc.subdivision_code = s,
-            ("city_name", Value::String(s)) => loc.city_name = s,
-            ("cohort", Value::Int(c)) => cohort = Some(c),
-            ("latitude", Value::Double(x)) => loc.latitude = Some(x),
-            ("longitude", Value::Double(x)) => loc.longitude = Some(x),
-            _ => {} // nulls, and fields a newer writer added
-        }
+            (ColumnType::Int64, Value::Long(n)) => row::Value::Int64(*n),
+            (ColumnType::Int32, Value::Int(n)) => row::Value::Int32(*n),
+            (ColumnType::Text, Value::String(s)) => row::Value::Text(s),
+            (ColumnType::Float64, Value::Double(x)) => row::Value::Float64(*x),
+            _ => row::Value::Null, // null, or a type our schema does not resolve to
+        };
     }
-    let missing = |field| DecodeError::Field {
-        field,
-        reason: "missing".into(),
-    };
-    Ok(PressEvent {
-        // Events from the original app have no id; the sink derives none either,
-        // so such events must not be silently merged: reject them clearly.
-        event_id: event_id.ok_or_else(|| missing("event_id"))?,
-        session_id: session_id.ok_or_else(|| missing("session_id"))?,
-        timestamp: timestamp.ok_or_else(|| missing("timestamp"))?,
-        action: action.ok_or_else(|| missing("action"))?,
-        location: loc,
-        cohort,
-    })
-}
-
-fn parse_uuid(field: &'static str, s: &str) -> Result<Uuid, DecodeError> {
-    Uuid::parse_str(s).map_err(|e| DecodeError::Field {
-        field,
-        reason: e.to_string(),
+    PressEvent::from_row(&Row(values)).map_err(|e| DecodeError::Field {
+        field: e.column,
+        reason: e.reason,
     })
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::domain::{Action, Location};
 
     /// A fixed event for golden tests.
     pub(crate) fn sample_event() -> PressEvent {

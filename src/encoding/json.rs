@@ -1,4 +1,6 @@
-//! JSON: one flat object per event, field names as in the Avro schema.
+//! JSON: one flat object per event, field names as in the Avro schema. The object
+//! has exactly the event's columns ([`crate::domain::row::COLUMNS`]; a test checks
+//! names, types and nulls), in the order its golden bytes pin.
 
 use super::DecodeError;
 use crate::domain::PressEvent;
@@ -36,6 +38,37 @@ mod tests {
     fn json_round_trips() {
         let e = sample_event();
         assert_eq!(decode(&encode(&e)).unwrap(), e);
+    }
+
+    #[test]
+    fn objects_have_exactly_the_event_columns_with_their_types() {
+        use crate::domain::Location;
+        use crate::domain::row::{COLUMNS, ColumnType};
+        let mut sparse = sample_event();
+        sparse.location = Location::unknown();
+        sparse.cohort = None;
+        for (event, full) in [(sample_event(), true), (sparse, false)] {
+            let v: serde_json::Value = serde_json::from_slice(&encode(&event)).unwrap();
+            let object = v.as_object().unwrap();
+            let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+            let mut names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+            keys.sort_unstable();
+            names.sort_unstable();
+            assert_eq!(keys, names);
+            for c in &COLUMNS {
+                let value = &object[c.name];
+                if value.is_null() {
+                    assert!(c.nullable && !full, "{}: null", c.name);
+                    continue;
+                }
+                let fits = match c.ty {
+                    ColumnType::Uuid | ColumnType::Text => value.is_string(),
+                    ColumnType::Int64 | ColumnType::Int32 => value.is_i64(),
+                    ColumnType::Float64 => value.is_f64(),
+                };
+                assert!(fits, "{}: {value} is not a {:?}", c.name, c.ty);
+            }
+        }
     }
 
     #[test]

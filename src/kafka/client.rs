@@ -231,9 +231,16 @@ mod tests {
 
     #[test]
     fn no_brokers_is_a_clear_error() {
-        let a = Cli::try_parse_from(["test", "--kafka-brokers", " "]).unwrap().kafka;
+        let a = Cli::try_parse_from(["test", "--kafka-brokers", " "])
+            .unwrap()
+            .kafka;
         if std::env::var_os("KAFKA_SERVICE_URI").is_none() {
-            assert!(a.require().unwrap_err().to_string().contains("--kafka-brokers"));
+            assert!(
+                a.require()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("--kafka-brokers")
+            );
         }
     }
 }

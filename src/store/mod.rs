@@ -5,8 +5,13 @@
 //! (a redelivered Kafka batch) changes nothing that the statistics queries return.
 
 pub mod clickhouse;
+mod migration;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod tables;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -14,14 +19,20 @@ use crate::domain::PressEvent;
 
 pub use sqlite::SqliteStore;
 
-/// Why a write failed, and whether trying again can help.
+/// Why a write failed, and whether trying again can help. The message says what
+/// failed; the store's own error, with its causes, is the [`source`](Self::source).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{store}: {message}")]
+#[error("{store}: cannot write {events} events to {target}")]
 pub struct WriteError {
     /// Which store.
     pub store: &'static str,
+    /// Where it is: host, port and database, never credentials.
+    pub target: String,
+    /// How many events the failed write held.
+    pub events: usize,
     /// What went wrong.
-    pub message: String,
+    #[source]
+    pub source: Arc<dyn std::error::Error + Send + Sync>,
     /// Connection trouble, timeouts, overload: retry. Bad data, schema mismatch:
     /// retrying the same write cannot succeed.
     pub retryable: bool,

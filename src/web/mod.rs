@@ -159,7 +159,8 @@ impl Server {
                 config.data_dir.display()
             )
         })?;
-        let secret = crate::session::load_or_create_secret(config.secret.as_ref(), &config.data_dir)?;
+        let secret =
+            crate::session::load_or_create_secret(config.secret.as_ref(), &config.data_dir)?;
         let sessions =
             SessionCodec::new(&secret, config.cookie_secure).map_err(anyhow::Error::msg)?;
 
@@ -274,8 +275,8 @@ mod tests {
     }
 
     fn press(htmx: bool) -> Request<Body> {
-        let mut req = Request::post("/press")
-            .header("content-type", "application/x-www-form-urlencoded");
+        let mut req =
+            Request::post("/press").header("content-type", "application/x-www-form-urlencoded");
         if htmx {
             req = req.header("hx-request", "true");
         }
@@ -288,10 +289,16 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains(error::TRY_AGAIN), "{body}");
         assert!(!body.contains("<html"), "a fragment, not a page: {body}");
-        assert!(headers.contains_key("set-cookie"), "the new session is kept");
+        assert!(
+            headers.contains_key("set-cookie"),
+            "the new session is kept"
+        );
         assert_eq!(headers["retry-after"], "1");
         assert!(headers.contains_key("content-security-policy"));
-        assert!(!body.contains("disk on fire"), "the cause is logged, not shown");
+        assert!(
+            !body.contains("disk on fire"),
+            "the cause is logged, not shown"
+        );
 
         let (status, _, body) = send(press(false)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -301,7 +308,8 @@ mod tests {
 
     #[tokio::test]
     async fn statistics_errors_are_json_under_api_and_html_elsewhere() {
-        let (status, headers, body) = send(Request::get("/api/stats").body(Body::empty()).unwrap()).await;
+        let (status, headers, body) =
+            send(Request::get("/api/stats").body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(headers["content-type"], "application/json");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -309,9 +317,15 @@ mod tests {
         assert_eq!(json["status"], 503);
         assert!(headers.contains_key("set-cookie"));
 
-        let (status, headers, body) = send(Request::get("/stats").body(Body::empty()).unwrap()).await;
+        let (status, headers, body) =
+            send(Request::get("/stats").body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
         assert!(body.contains("Statistics are not available"), "{body}");
     }
 

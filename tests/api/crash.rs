@@ -1,28 +1,30 @@
-//! The real binary, killed with SIGKILL mid-stream.
+//! The real binary, killed with SIGKILL mid-stream: every acknowledged press is
+//! in the store.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::start_server;
+use crate::common::eventually;
+use crate::common::process::ServerProcess;
 
 #[tokio::test]
 async fn every_acknowledged_press_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_server(dir.path(), &[]);
-    let base = format!("http://{}", server.addr);
+    let mut server = ServerProcess::start(dir.path(), &[]).await;
     let http = reqwest::Client::new();
     let acked = Arc::new(Mutex::new(HashSet::new()));
 
     let tasks: Vec<_> = (0..16)
         .map(|_| {
-            let (http, base, acked) = (http.clone(), base.clone(), acked.clone());
+            let (http, url, acked) = (http.clone(), server.url("/press"), acked.clone());
             tokio::spawn(async move {
                 // Press until the server dies under us.
                 loop {
                     let res = http
-                        .post(format!("{base}/press"))
+                        .post(&url)
                         .header("hx-request", "true")
                         .header("x-forwarded-for", "81.2.69.142")
                         .send()
@@ -42,9 +44,14 @@ async fn every_acknowledged_press_survives_kill_9() {
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    server.child.kill().unwrap(); // SIGKILL: no chance to flush anything
-    server.child.wait().unwrap();
+    // Kill mid-stream: once presses are being acknowledged.
+    eventually(
+        "presses to be acknowledged",
+        Duration::from_secs(60),
+        async || acked.lock().unwrap().len() > 100,
+    )
+    .await;
+    server.kill(); // SIGKILL: no chance to flush anything
     for t in tasks {
         t.await.unwrap();
     }

@@ -1,6 +1,8 @@
+//! The page, its assets and headers, health and readiness, and a graceful stop.
+
 use reqwest::StatusCode;
 
-use crate::helpers::spawn_app;
+use crate::common::spawn_app;
 use button::domain::Action;
 
 #[tokio::test]
@@ -83,7 +85,7 @@ async fn health_and_readiness_answer() {
 
 #[tokio::test]
 async fn readyz_reports_a_store_that_cannot_commit_and_recovers_by_itself() {
-    let app = crate::helpers::spawn_app().await;
+    let app = spawn_app().await;
     let blocker = rusqlite::Connection::open(app.db_path()).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
 
@@ -108,7 +110,7 @@ async fn readyz_reports_a_store_that_cannot_commit_and_recovers_by_itself() {
 
 #[tokio::test]
 async fn graceful_shutdown_keeps_every_acknowledged_press() {
-    let app = crate::helpers::spawn_app().await;
+    let app = spawn_app().await;
     let mut v = app.visitor("8.8.8.8");
     for _ in 0..5 {
         assert_eq!(v.press().await.status, StatusCode::OK);

@@ -1,8 +1,12 @@
+//! Presses: replies, the visitor's country through a trusted proxy (and not
+//! through anyone else), concurrency, and a full queue refusing with 503.
+
 use std::collections::HashSet;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::common::{eventually, spawn_app, spawn_app_with};
 use button::domain::Action;
 
 #[tokio::test]
@@ -156,21 +160,28 @@ async fn a_full_queue_answers_503_with_a_try_again_fragment_and_loses_nothing() 
     let blocker = rusqlite::Connection::open(app.db_path()).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
 
+    // Press until a press is refused. Each press before it is held by the store
+    // (taken by the stalled writer, or queued behind it) before the next is sent.
     let app = std::sync::Arc::new(app);
     let mut waiting = Vec::new();
-    for i in 0..3 {
-        let app = app.clone();
-        waiting.push(tokio::spawn(
-            async move { app.visitor("8.8.8.8").press().await },
-        ));
-        // Let the writer pick up the first job before the queue fills.
-        if i == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let refused = loop {
+        let held = app.events_held();
+        let press = {
+            let app = app.clone();
+            tokio::spawn(async move { app.visitor("8.8.8.8").press().await })
+        };
+        eventually(
+            "the press to be held or answered",
+            Duration::from_secs(10),
+            async || press.is_finished() || app.events_held() > held,
+        )
+        .await;
+        if press.is_finished() {
+            break press.await.unwrap();
         }
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        waiting.push(press);
+    };
 
-    let refused = app.visitor("8.8.8.8").press().await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         refused.body.contains("please try again"),

@@ -3,7 +3,8 @@
 
 use std::net::IpAddr;
 
-use crate::helpers::start_server;
+use crate::common::app::open_session;
+use crate::common::process::ServerProcess;
 use button::encoding;
 
 /// Every form an address could take when it leaks.
@@ -40,7 +41,7 @@ async fn a_visitors_address_appears_nowhere() {
     ];
     let dir = tempfile::tempdir().unwrap();
     // Debug logging, request tracing included: the most a server would ever log.
-    let mut server = start_server(dir.path(), &[("RUST_LOG", "debug")]);
+    let mut server = ServerProcess::start(dir.path(), &[("RUST_LOG", "debug")]).await;
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -86,8 +87,7 @@ async fn a_visitors_address_appears_nowhere() {
         .await
         .unwrap();
     // Stop gracefully so everything that would be written is written.
-    unsafe_sigterm(&server.child);
-    server.child.wait().unwrap();
+    server.terminate();
 
     let events = button::store::sqlite::read_all(&dir.path().join("events.sqlite3")).unwrap();
     assert_eq!(
@@ -100,7 +100,7 @@ async fn a_visitors_address_appears_nowhere() {
         .map(|e| e.location.country_code.as_str())
         .collect();
     assert!(codes.contains(&"GB") && codes.contains(&"NL"), "{codes:?}");
-    let logs = server.logs.lock().unwrap().clone();
+    let logs = server.logs();
     assert!(logs.contains("DEBUG"), "debug logging was on");
 
     for ip in addresses {
@@ -120,15 +120,8 @@ async fn a_visitors_address_appears_nowhere() {
         }
         for c in &cookies {
             assert_absent("a cookie", c.as_bytes(), ip);
-            assert_absent("a decoded cookie", &crate::helpers::open_cookie(c).1, ip);
+            let opened = serde_json::to_vec(&open_session(c)).unwrap();
+            assert_absent("a decoded cookie", &opened, ip);
         }
     }
-}
-
-fn unsafe_sigterm(child: &std::process::Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }

@@ -1,15 +1,22 @@
+//! Avro in the Confluent wire format, with the schema registered at start.
+
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::api::{spawn_app_with, test_args};
-use crate::helpers::{broker, kafka_args, new_topic, read_topic, start_registry};
+use super::registry::start_registry;
+use crate::common::app::test_args;
+use crate::common::kafka::{kafka_args, new_topic, read_topic};
+use crate::common::services;
+use crate::common::spawn_app_with;
 use button::encoding::{self, Format};
 use button::kafka::SchemaRegistry;
 
 #[tokio::test]
 async fn avro_records_decode_with_the_schema_fetched_from_the_registry() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let registry = start_registry().await;
     let url = registry.url.clone();
@@ -57,12 +64,14 @@ async fn avro_records_decode_with_the_schema_fetched_from_the_registry() {
 
 #[tokio::test]
 async fn a_registry_that_refuses_the_schema_stops_the_start_with_its_reason() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let registry = start_registry().await;
     *registry.refuse.lock().unwrap() = true;
     let dir = tempfile::tempdir().unwrap();
-    let mut args = test_args(dir.path().to_path_buf());
+    let mut args = test_args(dir.path());
     args.kafka = kafka_args(&broker, &topic);
     args.format = Format::Avro;
     args.registry.url = Some(registry.url.parse().unwrap());
@@ -81,9 +90,11 @@ async fn a_registry_that_refuses_the_schema_stops_the_start_with_its_reason() {
 
 #[tokio::test]
 async fn avro_without_a_registry_is_a_clear_error() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let mut args = test_args(dir.path().to_path_buf());
+    let mut args = test_args(dir.path());
     args.kafka = kafka_args(&broker, "whatever");
     args.format = Format::Avro;
     if std::env::var_os("SCHEMA_REGISTRY_URI").is_some() {

@@ -1,22 +1,22 @@
+//! `button generate` into the topic, and `button tail` reading it back.
+
 use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{broker, by_key, new_topic, read_topic};
+use crate::common::kafka::{Record, by_key, new_topic, read_topic};
+use crate::common::{cli, services};
 use button::domain::{Action, PressEvent};
 use button::generate::{GenerateArgs, generate};
 
 fn generate_args(broker: &str, topic: &str, extra: &[&str]) -> GenerateArgs {
-    let mut argv = vec!["generate", "--kafka-brokers", broker, "--topic", topic];
-    argv.extend_from_slice(extra);
-    let button::cli::Command::Generate(g) = crate::api::command(&argv) else {
-        unreachable!()
-    };
-    g
+    let mut flags = vec!["--kafka-brokers", broker, "--topic", topic];
+    flags.extend_from_slice(extra);
+    cli::generate(&flags)
 }
 
-fn decode_all(records: &[crate::helpers::Record]) -> Vec<PressEvent> {
+fn decode_all(records: &[Record]) -> Vec<PressEvent> {
     records
         .iter()
         .map(|r| button::encoding::decode(&r.value, None).unwrap())
@@ -25,7 +25,9 @@ fn decode_all(records: &[crate::helpers::Record]) -> Vec<PressEvent> {
 
 #[tokio::test]
 async fn generate_with_a_seed_makes_the_same_events_twice_and_counts_them() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let (a, b) = (new_topic(&broker).await, new_topic(&broker).await);
     let flags = ["--sessions", "12", "--seed", "2026", "--max-presses", "4"];
 
@@ -83,7 +85,9 @@ async fn generate_with_a_seed_makes_the_same_events_twice_and_counts_them() {
 
 #[tokio::test]
 async fn generated_sessions_keep_their_order_in_one_partition() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let s = generate(
         &generate_args(
@@ -105,7 +109,9 @@ async fn generated_sessions_keep_their_order_in_one_partition() {
 
 #[tokio::test]
 async fn tail_from_the_beginning_prints_exactly_the_events_produced() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let s = generate(
         &generate_args(&broker, &topic, &["--sessions", "6", "--seed", "77"]),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::api::spawn_app_with;
-use crate::helpers::{kafka_args, read_topic};
+use crate::common::kafka::{kafka_args, read_topic};
+use crate::common::{eventually, free_port, services, spawn_app_with};
 
 struct Broker {
     child: Child,
@@ -33,17 +33,11 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
-fn private_broker() -> Option<Broker> {
-    let Ok(tansu) = std::env::var("BUTTON_TANSU") else {
-        eprintln!("SKIPPED: BUTTON_TANSU is not set; run scripts/test to build the test broker");
-        return None;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
+/// A broker of this test's own, once it accepts connections.
+async fn private_broker() -> Option<Broker> {
+    let tansu = services::tansu()?;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("tcp://{addr}");
     let child = Command::new(&tansu)
         .args([
             "broker",
@@ -56,20 +50,20 @@ fn private_broker() -> Option<Broker> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("BUTTON_TANSU={tansu} does not start: {e}"));
-    let addr = format!("127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            return Some(Broker { child, addr });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the private broker did not start listening");
+        .unwrap_or_else(|e| panic!("BUTTON_TANSU={} does not start: {e}", tansu.display()));
+    let broker = Broker { child, addr };
+    eventually(
+        "the private broker to listen",
+        Duration::from_secs(30),
+        async || tokio::net::TcpStream::connect(&broker.addr).await.is_ok(),
+    )
+    .await;
+    Some(broker)
 }
 
 #[tokio::test]
 async fn presses_fail_fast_while_the_broker_is_frozen_and_recover_without_a_restart() {
-    let Some(broker) = private_broker() else {
+    let Some(broker) = private_broker().await else {
         return;
     };
     let topic = "outage".to_owned();

@@ -1,3 +1,6 @@
+//! Presses over HTTP into the topic: once each, keyed and ordered by session,
+//! with no address anywhere in a record.
+
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -5,13 +8,15 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::api::spawn_app_with;
-use crate::helpers::{broker, by_key, kafka_args, new_topic, read_topic};
+use crate::common::kafka::{by_key, kafka_args, new_topic, read_topic};
+use crate::common::{services, spawn_app_with};
 use button::domain::Action;
 
 #[tokio::test]
 async fn presses_over_http_land_in_the_topic_once_each_keyed_and_ordered_by_session() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let app = Arc::new(
         spawn_app_with(|a| {
@@ -106,7 +111,9 @@ async fn presses_over_http_land_in_the_topic_once_each_keyed_and_ordered_by_sess
 
 #[tokio::test]
 async fn page_views_and_presses_carry_the_visitors_country() {
-    let Some(broker) = broker() else { return };
+    let Some(broker) = services::kafka() else {
+        return;
+    };
     let topic = new_topic(&broker).await;
     let app = spawn_app_with(|a| a.kafka = kafka_args(&broker, &topic)).await;
     let mut v = app.visitor("81.2.69.142");

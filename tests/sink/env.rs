@@ -1,3 +1,10 @@
+//! What every sink test needs: a topic, a PostgreSQL database and a ClickHouse
+//! database of its own on the test services, sinks run in this process or as the
+//! binary, events produced with a seed (so the test knows them), and checks of
+//! what the stores' statistics queries count.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -6,6 +13,9 @@ use button::stats::StatsSource;
 use button::store::clickhouse::ChStore;
 use button::store::postgres::PgStore;
 use tokio_util::sync::CancellationToken;
+
+pub use crate::common::eventually;
+use crate::common::{cli, kafka, services};
 
 /// Everything one test needs: a fresh topic, PostgreSQL database and ClickHouse
 /// database of its own.
@@ -16,44 +26,19 @@ pub struct Env {
     pub ch_url: String,
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
+/// A fresh environment on the test services, migrated; `None` (after a note)
+/// when they are not available and not required (see `common::services`).
 pub async fn env() -> Option<Env> {
     let (Some(broker), Some(pg), Some(ch)) = (
-        var("BUTTON_TEST_KAFKA"),
-        var("BUTTON_TEST_POSTGRES"),
-        var("BUTTON_TEST_CLICKHOUSE"),
+        services::kafka(),
+        services::postgres(),
+        services::clickhouse(),
     ) else {
-        eprintln!("SKIPPED: BUTTON_TEST_KAFKA/POSTGRES/CLICKHOUSE not set; run scripts/test");
         return None;
     };
-    let topic = crate::kafka::new_topic(&broker).await;
-    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-
-    let (client, conn) = tokio_postgres::connect(&pg, tokio_postgres::NoTls)
-        .await
-        .expect("test PostgreSQL");
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let pg_url = match pg.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => unreachable!("BUTTON_TEST_POSTGRES has a database path"),
-    };
-
-    let http = reqwest::Client::new();
-    let r = http
-        .post(&ch)
-        .body(format!("CREATE DATABASE {name}"))
-        .send()
-        .await
-        .expect("test ClickHouse");
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    let ch_url = format!("{}/?database={name}", ch.trim_end_matches('/'));
+    let topic = kafka::new_topic(&broker).await;
+    let pg_url = pg.new_database().await;
+    let ch_url = ch.new_database().await;
 
     PgStore::connect(&(&pg_url).parse().unwrap())
         .await
@@ -77,9 +62,8 @@ pub async fn env() -> Option<Env> {
 
 impl Env {
     /// The flags every sink of this environment needs.
-    fn connection_flags(&self) -> [&str; 9] {
-        [
-            "sink",
+    fn connection_flags(&self) -> Vec<&str> {
+        vec![
             "--kafka-brokers",
             &self.broker,
             "--topic",
@@ -93,7 +77,7 @@ impl Env {
 
     /// `button sink` arguments for a sink run in this process.
     pub fn sink_args(&self, extra: &[&str]) -> button::sink::SinkArgs {
-        let mut argv = self.connection_flags().to_vec();
+        let mut argv = self.connection_flags();
         // A group of its own: tests run at once, and one group spanning several
         // topics would rebalance every test's sink whenever another starts.
         argv.extend([
@@ -105,13 +89,11 @@ impl Env {
             &self.topic,
         ]);
         argv.extend_from_slice(extra);
-        let button::cli::Command::Sink(s) = crate::api::command(&argv) else {
-            unreachable!()
-        };
-        s
+        cli::sink(&argv)
     }
 
-    /// Command-line flags for a sink run as the binary, in consumer group `group`.
+    /// The command line (`sink` and its flags) of a sink run as the binary, in
+    /// consumer group `group`.
     pub fn sink_flags(&self, group: &str) -> Vec<String> {
         let tuning = [
             "--group",
@@ -121,9 +103,9 @@ impl Env {
             "--batch-max-wait",
             "100ms",
         ];
-        self.connection_flags()
-            .iter()
-            .chain(&tuning)
+        std::iter::once("sink")
+            .chain(self.connection_flags())
+            .chain(tuning)
             .map(|s| s.to_string())
             .collect()
     }
@@ -145,8 +127,7 @@ impl Env {
     pub async fn produce(&self, sessions: u64, seed: u64) -> Vec<PressEvent> {
         let s = sessions.to_string();
         let sd = seed.to_string();
-        let argv = [
-            "generate",
+        let args = cli::generate(&[
             "--kafka-brokers",
             &self.broker,
             "--topic",
@@ -155,10 +136,7 @@ impl Env {
             &s,
             "--seed",
             &sd,
-        ];
-        let button::cli::Command::Generate(args) = crate::api::command(&argv) else {
-            unreachable!()
-        };
+        ]);
         let summary = button::generate::generate(&args, CancellationToken::new())
             .await
             .unwrap();
@@ -176,12 +154,22 @@ impl Env {
         events
     }
 
+    /// A new connection to this environment's PostgreSQL store.
     pub async fn pg(&self) -> Arc<PgStore> {
-        Arc::new(PgStore::connect(&(&self.pg_url).parse().unwrap()).await.unwrap())
+        Arc::new(
+            PgStore::connect(&(&self.pg_url).parse().unwrap())
+                .await
+                .unwrap(),
+        )
     }
 
+    /// A new connection to this environment's ClickHouse store.
     pub async fn ch(&self) -> Arc<ChStore> {
-        Arc::new(ChStore::connect(&(&self.ch_url).parse().unwrap()).await.unwrap())
+        Arc::new(
+            ChStore::connect(&(&self.ch_url).parse().unwrap())
+                .await
+                .unwrap(),
+        )
     }
 }
 
@@ -231,11 +219,36 @@ pub async fn wait_for_total(env: &Env, presses: u64, timeout: Duration) {
     }
 }
 
-/// Waits until `f` holds.
-pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let until = Instant::now() + timeout;
-    while !f().await {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// Presses among `events`.
+pub fn presses(events: &[PressEvent]) -> u64 {
+    events
+        .iter()
+        .filter(|e| e.action == Action::PressButton)
+        .count() as u64
+}
+
+/// Where a sink started by [`start_sink`] in consumer group `group` logs.
+pub fn sink_log(group: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("button-sink-{group}.log"))
+}
+
+/// Starts the `button` binary with `flags` (from [`Env::sink_flags`]); its log is
+/// appended to [`sink_log`] of its group, to read when a test fails.
+pub fn start_sink(flags: &[String]) -> Child {
+    let group = flags
+        .iter()
+        .skip_while(|f| *f != "--group")
+        .nth(1)
+        .expect("sink flags name a group");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(sink_log(group))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_button"))
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the sink starts")
 }

@@ -1,39 +1,15 @@
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use button::domain::Action;
 use button::stats::StatsSource;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::env::{assert_stores_hold, env, eventually, wait_for_total};
-
-fn presses(events: &[button::domain::PressEvent]) -> u64 {
-    events
-        .iter()
-        .filter(|e| e.action == Action::PressButton)
-        .count() as u64
-}
-
-fn start_sink(flags: &[String]) -> Child {
-    // Logs go to a file named after the group, to read when a test fails.
-    let log = std::env::temp_dir().join(format!("button-sink-{}.log", flags[10]));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_button"))
-        .args(flags)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the sink starts")
-}
+use crate::env::{assert_stores_hold, env, eventually, presses, start_sink, wait_for_total};
 
 async fn pg_total(env: &crate::env::Env) -> u64 {
     env.pg().await.global().await.map(|g| g.total).unwrap_or(0)
@@ -226,7 +202,7 @@ async fn undecodable_messages_go_to_the_dead_letter_topic_and_good_events_land()
     let dlq = format!("{}.dlq", env.topic);
     let mut dead = Vec::new();
     eventually("dead letters", Duration::from_secs(30), async || {
-        dead = crate::kafka::read_topic(&env.broker, &dlq, 3, Duration::from_secs(3));
+        dead = crate::common::kafka::read_topic(&env.broker, &dlq, 3, Duration::from_secs(3));
         dead.len() >= 3
     })
     .await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tokio::net::TcpListener;
 
-use crate::api::spawn_app_with_flags;
+use crate::common::spawn_app_with_flags;
 use crate::env::{env, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +39,11 @@ async fn serve_starts_with_its_statistics_database_down_and_uses_it_once_it_is_u
 
     let page = visitor.get("/stats").await;
     assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(page.body.contains("Statistics are not available"), "{}", page.body);
+    assert!(
+        page.body.contains("Statistics are not available"),
+        "{}",
+        page.body
+    );
     let api = visitor.get("/api/stats").await;
     assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(api.headers["content-type"], "application/json");
@@ -59,9 +63,11 @@ async fn serve_starts_with_its_statistics_database_down_and_uses_it_once_it_is_u
             });
         }
     });
-    eventually("/api/stats to answer", Duration::from_secs(30), async || {
-        visitor.get("/api/stats").await.status == StatusCode::OK
-    })
+    eventually(
+        "/api/stats to answer",
+        Duration::from_secs(30),
+        async || visitor.get("/api/stats").await.status == StatusCode::OK,
+    )
     .await;
     let page = visitor.get("/stats").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -70,6 +76,8 @@ async fn serve_starts_with_its_statistics_database_down_and_uses_it_once_it_is_u
 /// `host:port` of a `postgres://user@host:port/db` URL.
 fn host_port(url: &str) -> String {
     let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
-    let after_at = after_scheme.split_once('@').map_or(after_scheme, |(_, r)| r);
+    let after_at = after_scheme
+        .split_once('@')
+        .map_or(after_scheme, |(_, r)| r);
     after_at.split('/').next().unwrap().to_owned()
 }

@@ -1,0 +1,138 @@
+//! The ClickHouse store, over ClickHouse's HTTP interface (with `reqwest`).
+//!
+//! **Compatibility.** Every statement here is written for both ClickHouse 18.16
+//! (Debian's package, which `tests/stores.rs` runs them against) and current
+//! ClickHouse (Aiven), using only long-standing syntax. That rules out query
+//! parameters (`{x:String}`), `DateTime64`, positional `ORDER BY 3` and newer
+//! functions; values are put into the SQL text instead, strings only through
+//! `quote_str`, identifiers through `quote_ident`, and UUIDs as their canonical
+//! text (`sql.rs`). Try any new statement on both versions.
+//!
+//! **Schema** (`migrations/*.sql`, run by `migrations.rs`). `button_presses` is a
+//! `ReplacingMergeTree` ordered by `(session_id, event_id)`: a redelivered event is
+//! a duplicate row until the next merge collapses it. `presses_by_country` (an
+//! `AggregatingMergeTree` fed by a materialized view on every insert) keeps, per
+//! country, the *set* of press `event_id`s (`uniqExact` state), and every
+//! statistics query counts distinct `event_id`s, so duplicates never show: the
+//! figures are exact before, during and after merges (`read.rs`). The price is
+//! memory: the per-country state holds every press id (16 bytes each, more in the
+//! hash set), and reading the totals merges them all, so a totals query costs time
+//! and memory in proportion to all presses ever: fine at this app's volumes, not
+//! for billions of presses. The per-session query uses the primary key; the
+//! per-country-since query skips older monthly partitions and scans the rest.
+//!
+//! **Writes** (`write.rs`). One HTTP request per batch (`INSERT .. FORMAT
+//! JSONEachRow`), sent with `insert_deduplicate=0`; a failed insert may have
+//! stored part of the batch, and a retry only adds duplicates, which the queries
+//! ignore.
+//!
+//! **Secrets.** Credentials travel in the `X-ClickHouse-User` and
+//! `X-ClickHouse-Key` headers, never in a URL, a log line, an error or `Debug`
+//! output (`url.rs`, `http.rs`). HTTPS uses the system's trust store.
+
+mod error;
+mod http;
+pub(super) mod migrations;
+mod read;
+pub(super) mod sql;
+mod url;
+mod write;
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Context;
+use reqwest::Url;
+use secrecy::SecretString;
+
+use self::http::truncate;
+use self::sql::{in_database, quote_ident};
+use crate::config::ChConfig;
+
+const STORE: &str = "clickhouse";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a request may take (a healthy batch of 10,000 events: ~0.1 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Below the server's `keep_alive_timeout` (3 s by default), so a pooled connection
+/// is not reused just as the server closes it.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The ClickHouse event store.
+pub struct ChStore {
+    http: reqwest::Client,
+    endpoint: Url,
+    user: Option<String>,
+    password: Option<SecretString>,
+    database: String,
+    /// The database, quoted, for SQL text.
+    db: String,
+    target: String,
+}
+
+impl fmt::Debug for ChStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChStore")
+            .field("target", &self.target)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChStore {
+    /// Checks the server answers (`SELECT 1` in the database). Errors name the
+    /// host and database, never the password.
+    pub async fn connect(config: &ChConfig) -> anyhow::Result<Self> {
+        let store = Self::new(config)?;
+        let body = store
+            .query("SELECT 1")
+            .await
+            .with_context(|| format!("cannot reach ClickHouse at {}", store.target))?;
+        anyhow::ensure!(
+            body.trim() == "1",
+            "ClickHouse at {} answered {:?} to SELECT 1",
+            store.target,
+            truncate(&body, 100)
+        );
+        Ok(store)
+    }
+
+    /// Sets the store up without talking to the server (each call is one HTTP
+    /// request, so a server that is down at start is used once it is back).
+    pub fn new(config: &ChConfig) -> anyhow::Result<Self> {
+        let ep = url::parse_url(&config.url.expose())?;
+        let target = format!(
+            "{}://{}:{}/{}",
+            ep.url.scheme(),
+            ep.url.host_str().unwrap_or_default(),
+            ep.url.port_or_known_default().unwrap_or(8123),
+            ep.database
+        );
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .user_agent(concat!("button/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot set up the HTTP client for ClickHouse")?;
+        Ok(ChStore {
+            http,
+            endpoint: ep.url,
+            user: ep.user,
+            password: ep.password.map(SecretString::from),
+            db: quote_ident(&ep.database),
+            database: ep.database,
+            target,
+        })
+    }
+
+    /// `scheme://host:port/database`, for messages.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// `template` with `{db}` standing for the store's database.
+    fn sql(&self, template: &str) -> String {
+        in_database(template, &self.db)
+    }
+}
