@@ -8,7 +8,7 @@
 //! - every resource type, argument, nested block and attribute reference in infra/
 //!   exists in the pinned provider's schema, read from the Pulumi Aiven package that
 //!   is generated from that provider version (`BUTTON_AIVEN_SCHEMA`, which
-//!   scripts/test sets up; without it these two tests say so and pass), and every
+//!   scripts/test sets up; run without it by hand, these two tests say so and pass), and every
 //!   output that carries a provider secret is `sensitive`, as `terraform plan` insists;
 //! - `scripts/write-env`, fed a recorded `terraform output -json` with fake values,
 //!   writes the expected `.env` and certificates with private modes, and only
@@ -1389,6 +1389,11 @@ impl Schema {
     /// The package scripts/test unpacked, or `None` (with a note) when not set up.
     fn from_env() -> Option<Schema> {
         let Some(dir) = std::env::var_os(SCHEMA_ENV).filter(|v| !v.is_empty()) else {
+            // scripts/test sets both: there, a missing schema is a failure.
+            assert!(
+                std::env::var("BUTTON_TEST_SERVICES").as_deref() != Ok("required"),
+                "{SCHEMA_ENV} is not set, though BUTTON_TEST_SERVICES=required says the test script prepared everything"
+            );
             eprintln!(
                 "skipped: {SCHEMA_ENV} is not set; scripts/test fetches pulumi-aiven {SCHEMA_PACKAGE_VERSION} \
                  (the schema of aiven provider {PROVIDER_VERSION}) and sets it"
