@@ -76,6 +76,10 @@ missing_packages() { # test|bench
   command -v npm >/dev/null || need+=(nodejs npm)
   command -v chromium >/dev/null || need+=(chromium)
   command -v chromedriver >/dev/null || need+=(chromium-driver)
+  # scripts/write-env (tested by tests/infra.rs) reads Terraform's JSON with jq;
+  # the Aiven provider's schema comes from PyPI through pip.
+  command -v jq >/dev/null || need+=(jq)
+  python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
   if [[ -z "${BUTTON_TEST_POSTGRES:-}" || $1 == bench ]]; then
     [[ -n "$(postgres_bin_dir)" ]] || need+=(postgresql)
     command -v openssl >/dev/null || need+=(openssl)
@@ -92,6 +96,27 @@ missing_packages() { # test|bench
     command -v python3 >/dev/null || need+=(python3)
   fi
   [[ ${#need[@]} -eq 0 ]] || printf '%s\n' "${need[@]}" | sort -u
+}
+
+# The Aiven Terraform provider's schema, for checking infra/ (tests/infra.rs): the
+# Pulumi Aiven package generated from the pinned provider version (PyPI
+# pulumi-aiven 6.58.0 = terraform-provider-aiven 4.60.0), unpacked once into the
+# cache. Exports BUTTON_AIVEN_SCHEMA.
+fetch_aiven_schema() {
+  local dir="$button_cache/pulumi-aiven-6.58.0"
+  if [[ ! -f "$dir/pulumi_aiven/pulumi-plugin.json" ]]; then
+    echo "==> fetching the Aiven provider schema (PyPI pulumi-aiven 6.58.0) into $dir"
+    rm -rf "$dir.tmp"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+      --dest "$dir.tmp" pulumi-aiven==6.58.0
+    local wheel="$dir.tmp/pulumi_aiven-6.58.0-py3-none-any.whl"
+    echo "d695a085639a1b9a71ef9dac7d4ced71b0e2c0e7369443f00ae91bf44a79d20c  $wheel" | sha256sum -c --quiet
+    python3 -m zipfile -e "$wheel" "$dir.tmp"
+    rm -f "$wheel"
+    rm -rf "$dir"
+    mv "$dir.tmp" "$dir"
+  fi
+  export BUTTON_AIVEN_SCHEMA="$dir/pulumi_aiven"
 }
 
 need_commands() { # command...
