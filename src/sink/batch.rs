@@ -90,11 +90,6 @@ impl Batch {
         self.len() == 0
     }
 
-    /// Message bytes taken.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
     /// When the batch must close at the latest (`None` while empty).
     pub fn deadline(&self, limits: &BatchLimits) -> Option<Instant> {
         self.opened.map(|t| t + limits.max_wait)

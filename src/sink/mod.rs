@@ -36,13 +36,13 @@
 //! (the group membership and the upkeep between batches), [`progress`], and this
 //! file, the loop.
 
-pub mod batch;
-pub mod lag;
-pub mod member;
-pub mod progress;
-pub mod retry;
-pub mod watchdog;
-pub mod write;
+mod batch;
+mod lag;
+mod member;
+mod progress;
+mod retry;
+mod watchdog;
+mod write;
 
 use std::time::{Duration, Instant};
 
@@ -51,10 +51,9 @@ use clap::Args;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
-pub use batch::{Batch, BatchLimits, DeadLetter};
-pub use member::SinkContext;
-pub use retry::Backoff;
-pub use write::connect_stores;
+use batch::{Batch, BatchLimits, DeadLetter};
+use member::SinkContext;
+use write::connect_stores;
 
 use crate::config::{ChArgs, KafkaArgs, PgArgs, RegistryArgs};
 use crate::kafka::SchemaRegistry;
