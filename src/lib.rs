@@ -22,4 +22,5 @@ pub mod stats;
 pub mod store;
 pub mod tail;
 pub mod telemetry;
+pub mod tls;
 pub mod web;

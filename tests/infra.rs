@@ -410,6 +410,8 @@ fn write_env_writes_env_and_certificates_from_terraform_outputs() {
         ("BUTTON_TOPIC", "button_presses".into()),
         ("BUTTON_FORMAT", "avro".into()),
         ("BUTTON_SCHEMA_REGISTRY_URL", value("schema_registry_uri")),
+        ("BUTTON_SCHEMA_REGISTRY_CA", "certs/ca.pem".into()),
+        ("BUTTON_CLICKHOUSE_CA", "certs/ca.pem".into()),
         (
             "BUTTON_POSTGRES_URL",
             "postgres://avnadmin:AVNS_fakepgpass@button-pg-fake-project.e.aivencloud.example:24947/defaultdb\

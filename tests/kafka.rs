@@ -10,4 +10,5 @@ mod kafka {
     mod outage;
     mod produce;
     mod registry;
+    mod tls;
 }

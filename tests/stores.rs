@@ -27,7 +27,9 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use button::config::ChConfig;
 use common::services::{self, clickhouse_sql as ch_sql};
+use common::tls::{self, TestCa};
 
 async fn pg_one(url: &str, sql: &str) -> i64 {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -718,4 +720,61 @@ async fn write_throughput() {
         report("clickhouse", t.elapsed());
         assert_eq!(store.global().await.unwrap(), expected(events).global);
     }
+}
+
+/// `https://localhost:PORT/?database=...` through a TLS endpoint in front of the
+/// test ClickHouse, trusting `ca`.
+fn https_config(port: u16, database_url: &str, ca: Option<std::path::PathBuf>) -> ChConfig {
+    let database = Url::parse(database_url).unwrap();
+    let query = database.query().unwrap_or_default();
+    ChConfig {
+        url: format!("https://localhost:{port}/?{query}")
+            .parse()
+            .unwrap(),
+        ca,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_over_https_trusts_the_given_ca_and_refuses_any_other() {
+    let Some(ch) = services::clickhouse() else {
+        return;
+    };
+    let database_url = ch.new_database().await;
+    let project_ca = TestCa::new("button test project CA");
+    let port = project_ca.proxy_to(&tls::host_port(&ch.url)).await;
+
+    let store = ChStore::connect(&https_config(
+        port,
+        &database_url,
+        Some(project_ca.ca_file()),
+    ))
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let events = generate(100, 5);
+    store.write(&events).await.unwrap();
+    assert_eq!(store.global().await.unwrap(), expected(&events).global);
+
+    // Another CA, or none (only the system's), is refused at the handshake, and
+    // the error says where and why.
+    let other_ca = TestCa::new("some other CA");
+    for ca in [Some(other_ca.ca_file()), None] {
+        let err = ChStore::connect(&https_config(port, &database_url, ca.clone()))
+            .await
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(&format!("https://localhost:{port}/")), "{msg}");
+        assert!(msg.contains("certificate"), "with {ca:?}: {msg}");
+    }
+    // The right CA does not excuse a certificate for another host name.
+    let mut by_address = https_config(port, &database_url, Some(project_ca.ca_file()));
+    by_address.url = by_address
+        .url
+        .expose()
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .unwrap();
+    let err = ChStore::connect(&by_address).await.unwrap_err();
+    assert!(format!("{err:#}").contains("certificate"), "{err:#}");
 }

@@ -1,6 +1,8 @@
 //! ClickHouse connection settings. The original app's `CH_HOST`, `CH_HTTPS_PORT`,
 //! `CH_USER` and `CH_PASSWORD` are read here, with the other variables.
 
+use std::path::PathBuf;
+
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -16,6 +18,16 @@ pub struct ChArgs {
     /// CH_USER and CH_PASSWORD.
     #[arg(id = "clickhouse_url", long = "clickhouse-url", env = "BUTTON_CLICKHOUSE_URL", hide_env_values = true, value_parser = http_url)]
     pub url: Option<CredentialedUrl>,
+
+    /// CA certificate (PEM) that ClickHouse's HTTPS certificate chains to, trusted
+    /// besides the system's: Aiven's project CA, certs/ca.pem. The host name is
+    /// verified either way.
+    #[arg(
+        id = "clickhouse_ca",
+        long = "clickhouse-ca",
+        env = "BUTTON_CLICKHOUSE_CA"
+    )]
+    pub ca: Option<PathBuf>,
 
     /// The original app's ClickHouse host.
     #[arg(long = "ch-host", env = "CH_HOST", hide = true)]
@@ -40,6 +52,8 @@ pub struct ChConfig {
     /// Its HTTP(S) interface, credentials, and `database` plus settings as query
     /// parameters.
     pub url: CredentialedUrl,
+    /// A CA certificate file to trust besides the system's.
+    pub ca: Option<PathBuf>,
 }
 
 impl ChArgs {
@@ -56,14 +70,17 @@ impl ChArgs {
                     self.legacy_password.as_ref().map(|p| p.expose_secret()),
                 )
             })
-            .map(|url| ChConfig { url })
+            .map(|url| ChConfig {
+                url,
+                ca: self.ca.clone(),
+            })
     }
 }
 
 impl std::str::FromStr for ChConfig {
     type Err = super::url::UrlError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        http_url(s).map(|url| ChConfig { url })
+        http_url(s).map(|url| ChConfig { url, ca: None })
     }
 }
 

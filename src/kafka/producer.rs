@@ -265,8 +265,8 @@ pub async fn encoder(
         crate::encoding::Format::Avro => {
             let registry = registry.map(super::SchemaRegistry::new).context(
                 "--format avro needs a schema registry: pass --schema-registry-url \
-                 (or set BUTTON_SCHEMA_REGISTRY_URL or SCHEMA_REGISTRY_URI)",
-            )?;
+                     (or set BUTTON_SCHEMA_REGISTRY_URL or SCHEMA_REGISTRY_URI)",
+            )??;
             let subject = super::registry::value_subject(&kafka.topic);
             let schema_id = registry
                 .register(&subject, crate::encoding::avro::SCHEMA_JSON)

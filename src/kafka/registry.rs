@@ -18,7 +18,7 @@ const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// Could not talk to it.
-    #[error("cannot reach the schema registry at {url}: {source}")]
+    #[error("cannot reach the schema registry at {url}")]
     Http {
         /// Where.
         url: String,
@@ -67,18 +67,18 @@ struct ErrorBody {
 }
 
 impl SchemaRegistry {
-    /// A client for the configured registry.
-    pub fn new(config: &RegistryConfig) -> Self {
-        let url = config.url.clone();
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .expect("an HTTP client with default TLS builds");
-        SchemaRegistry {
-            url,
+    /// A client for the configured registry; fails only on an unusable CA file.
+    pub fn new(config: &RegistryConfig) -> anyhow::Result<Self> {
+        let http = crate::tls::http_client(
+            "the schema registry",
+            config.ca.as_deref(),
+            reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)),
+        )?;
+        Ok(SchemaRegistry {
+            url: config.url.clone(),
             http,
             cache: Arc::new(Mutex::new(HashMap::new())),
-        }
+        })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -98,9 +98,9 @@ impl SchemaRegistry {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, RegistryError> {
-        let http = |source| RegistryError::Http {
+        let http = |source: reqwest::Error| RegistryError::Http {
             url: self.url.url().to_string(),
-            source,
+            source: source.without_url(),
         };
         let res = req.send().await.map_err(http)?;
         let status = res.status();

@@ -8,6 +8,7 @@
 //!   browser, and what happens when one is missing;
 //! - [`cli`]: settings parsed from flags exactly as the binary parses them;
 //! - [`kafka`]: fresh topics and reading a topic back;
+//! - [`tls`]: a CA the test makes and an HTTPS endpoint in front of a plain one;
 //! - [`eventually`]: waiting for a condition, with a deadline.
 //!
 //! Each crate uses a part of the kit, so items unused by one crate are expected.
@@ -19,6 +20,7 @@ pub mod kafka;
 mod poll;
 pub mod process;
 pub mod services;
+pub mod tls;
 
 pub use app::{Reply, TestApp, Visitor, spawn_app, spawn_app_with, spawn_app_with_flags};
 pub use poll::eventually;

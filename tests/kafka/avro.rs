@@ -44,7 +44,7 @@ async fn avro_records_decode_with_the_schema_fetched_from_the_registry() {
     let bytes = &records[0].value;
     let (schema_id, _) = encoding::avro::unframe(bytes).unwrap();
     assert_eq!(schema_id, 100, "the id the registry returned");
-    let client = SchemaRegistry::new(&registry.url.parse().unwrap());
+    let client = SchemaRegistry::new(&registry.url.parse().unwrap()).unwrap();
     let writer = client.schema(schema_id).await.unwrap();
     let event = encoding::avro::decode(bytes, Some(&writer)).unwrap();
     assert_eq!(Some(event.event_id), r.event_id());

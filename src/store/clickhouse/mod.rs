@@ -51,7 +51,6 @@ use crate::config::ChConfig;
 
 const STORE: &str = "clickhouse";
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a request may take (a healthy batch of 10,000 events: ~0.1 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Below the server's `keep_alive_timeout` (3 s by default), so a pooled connection
@@ -108,13 +107,13 @@ impl ChStore {
             ep.url.port_or_known_default().unwrap_or(8123),
             ep.database
         );
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .user_agent(concat!("button/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot set up the HTTP client for ClickHouse")?;
+        let http = crate::tls::http_client(
+            "ClickHouse",
+            config.ca.as_deref(),
+            reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT),
+        )?;
         Ok(ChStore {
             http,
             endpoint: ep.url,

@@ -51,15 +51,8 @@ pub(super) fn tls_connector(
         TlsMode::VerifyFull => {}
     }
     if let Some(path) = root_cert {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read the PostgreSQL CA certificate {path}"))?;
-        let certs = pem_certificates(&pem);
-        anyhow::ensure!(
-            !certs.is_empty(),
-            "no PEM certificate in the PostgreSQL CA file {path}"
-        );
-        for cert in certs {
-            let cert = native_tls::Certificate::from_pem(&cert)
+        for pem in crate::tls::ca_certificates(std::path::Path::new(path), "PostgreSQL")? {
+            let cert = native_tls::Certificate::from_pem(&pem)
                 .with_context(|| format!("invalid certificate in {path}"))?;
             builder.add_root_certificate(cert);
         }
@@ -68,24 +61,6 @@ pub(super) fn tls_connector(
         .build()
         .context("cannot set up TLS for PostgreSQL")?;
     Ok(MakeTlsConnector::new(connector))
-}
-
-/// Each `BEGIN CERTIFICATE` block of a PEM bundle, on its own.
-fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let text = String::from_utf8_lossy(pem);
-    let mut out = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find(BEGIN) {
-        let Some(len) = rest[start..].find(END) else {
-            break;
-        };
-        let end = start + len + END.len();
-        out.push(rest.as_bytes()[start..end].to_vec());
-        rest = &rest[end..];
-    }
-    out
 }
 
 #[cfg(test)]
@@ -114,14 +89,5 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
-    }
-
-    #[test]
-    fn pem_bundles_split_into_certificates() {
-        let pem = b"junk\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\
-                    -----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
-        let certs = pem_certificates(pem);
-        assert_eq!(certs.len(), 2);
-        assert!(String::from_utf8_lossy(&certs[1]).contains("BBB"));
     }
 }
