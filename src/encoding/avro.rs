@@ -67,10 +67,14 @@ pub fn decode(bytes: &[u8], writer: Option<&Schema>) -> Result<PressEvent, Decod
     from_value(value)
 }
 
-/// The record in `body` written with `writer`, resolved to our schema, and the
-/// bytes after it.
+/// The record in `body` as `writer` wrote it, and the bytes after it. It is not
+/// resolved to our schema: [`from_value`] takes its fields by name. The original
+/// app's registered schema puts `logicalType`s on its fields (`uuid` on
+/// `session_id`, `timestamp-millis` on a timestamp in microseconds), which the
+/// Avro library applies, and which a resolution to our plain `string` and `long`
+/// would refuse.
 fn read<'a>(writer: &Schema, mut body: &'a [u8]) -> Result<(Value, &'a [u8]), DecodeError> {
-    let value = apache_avro::from_avro_datum(writer, &mut body, Some(schema()))
+    let value = apache_avro::from_avro_datum(writer, &mut body, None)
         .map_err(|e| DecodeError::Avro(e.to_string()))?;
     Ok((value, body))
 }
@@ -102,8 +106,11 @@ pub(super) fn to_avro(column: &Column, value: row::Value<'_>) -> Value {
     }
 }
 
-/// The event in a record resolved to our schema. Fields a newer writer added are
-/// ignored. A record without `event_id` (the original app's) gets the id derived
+/// The event in a record, its fields taken by name. Fields a newer writer added
+/// are ignored; logical types on the writer's fields count as their plain values
+/// (a timestamp's number is kept as it is: the original's is in microseconds
+/// whatever its annotation says); an `int` is widened to a `long` and a `float`
+/// to a `double`, as Avro's resolution would. A record without `event_id` (the original app's) gets the id derived
 /// from its original fields ([`super::original::event_id`]), so that every reader
 /// gives it the same one; any other column it lacks is an error naming it.
 fn from_value(value: Value) -> Result<PressEvent, DecodeError> {
@@ -126,10 +133,22 @@ fn from_value(value: Value) -> Result<PressEvent, DecodeError> {
                     reason: e.to_string(),
                 })?)
             }
-            (ColumnType::Int64, Value::Long(n)) => row::Value::Int64(*n),
+            (ColumnType::Uuid, Value::Uuid(u)) => row::Value::Uuid(*u),
+            (
+                ColumnType::Int64,
+                Value::Long(n)
+                | Value::TimestampMillis(n)
+                | Value::TimestampMicros(n)
+                | Value::TimestampNanos(n)
+                | Value::LocalTimestampMillis(n)
+                | Value::LocalTimestampMicros(n)
+                | Value::LocalTimestampNanos(n),
+            ) => row::Value::Int64(*n),
+            (ColumnType::Int64, Value::Int(n)) => row::Value::Int64(i64::from(*n)),
             (ColumnType::Int32, Value::Int(n)) => row::Value::Int32(*n),
             (ColumnType::Text, Value::String(s)) => row::Value::Text(s),
             (ColumnType::Float64, Value::Double(x)) => row::Value::Float64(*x),
+            (ColumnType::Float64, Value::Float(x)) => row::Value::Float64(f64::from(*x)),
             _ => row::Value::Null, // null, or a type our schema does not resolve to
         };
     }

@@ -106,6 +106,10 @@ pub(crate) mod tests {
         pub cohort: Option<i32>,
     }
 
+    /// The schema text the original app registers: field-level `logicalType`s and
+    /// all (its `timestamp` says millis and holds microseconds).
+    pub(crate) const REGISTERED_JSON: &str = r#"{"doc": "Web app interactions", "name": "button_presses", "type": "record", "fields": [{"name": "session_id", "type": "string", "logicalType": "uuid"}, {"name": "timestamp", "type": "long", "logicalType": "timestamp-millis"}, {"name": "action", "type": "string"}, {"name": "country_name", "type": "string"}, {"name": "country_code", "type": "string"}, {"name": "subdivision_name", "type": "string"}, {"name": "subdivision_code", "type": "string"}, {"name": "city_name", "type": "string"}, {"name": "cohort", "type": ["null", "int"], "default": null}]}"#;
+
     pub(crate) const LONDON_PRESS: OriginalFields = OriginalFields {
         session_id: "67e55044-10b1-426f-9247-bb680e5fe0c8",
         timestamp: 1_688_000_000_123_456,
@@ -139,7 +143,17 @@ pub(crate) mod tests {
     #[test]
     fn the_body_is_what_the_original_app_writes() {
         let bytes = original_message(&LONDON_PRESS, 1);
-        let event = crate::encoding::avro::decode(&bytes, Some(schema())).unwrap();
+        let registered = Schema::parse_str(REGISTERED_JSON).unwrap();
+        let event = crate::encoding::avro::decode(&bytes, Some(&registered)).unwrap();
+        assert_eq!(
+            event.timestamp, LONDON_PRESS.timestamp,
+            "microseconds, as written"
+        );
+        assert_eq!(event.session_id.to_string(), LONDON_PRESS.session_id);
+        assert_eq!(
+            crate::encoding::avro::decode(&bytes, Some(schema())).unwrap(),
+            event
+        );
         assert_eq!(body(&event), &bytes[5..]);
         assert_eq!(event.event_id, Uuid::new_v5(&ID_NAMESPACE, &bytes[5..]));
         assert_eq!(event.event_id.get_version_num(), 5);
