@@ -7,7 +7,7 @@ mod common;
 mod kafka {
     mod avro;
     mod generate;
+    mod original;
     mod outage;
     mod produce;
-    mod registry;
 }
