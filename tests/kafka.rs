@@ -7,8 +7,8 @@ mod common;
 mod kafka {
     mod avro;
     mod generate;
+    mod original;
     mod outage;
     mod produce;
-    mod registry;
     mod tls;
 }

@@ -8,6 +8,7 @@ mod sink {
     pub mod env;
     mod exactly_once;
     mod faults;
+    mod original;
     mod restarts;
     mod stats_down;
 }

@@ -2,6 +2,10 @@
 //! then the Avro binary body. The schema lives in `schema/press_event.avsc`; its first
 //! nine fields keep the original app's names and types, the new ones are nullable with
 //! `null` defaults, so registries accept it as a compatible evolution.
+//!
+//! The original app's records (nine fields, no `event_id`) decode too: with their
+//! writer schema from the registry, or without a registry by their shape (see
+//! [`decode`]); they get the id [`super::original::event_id`] derives from them.
 
 use std::sync::OnceLock;
 
@@ -44,13 +48,35 @@ pub fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
     }
 }
 
-/// Decodes a framed message written with our schema (or any schema whose fields
-/// resolve to it: pass the writer's schema as `writer`).
+/// Decodes a framed message written with `writer`, the schema its id names in the
+/// registry (any schema whose fields resolve to ours). Without it, the body is
+/// read as our schema, else as the original app's record: the two cannot be taken
+/// for each other, because the original's body is ours without the last three
+/// fields, so it must then be read to its last byte.
 pub fn decode(bytes: &[u8], writer: Option<&Schema>) -> Result<PressEvent, DecodeError> {
-    let (_id, mut body) = unframe(bytes)?;
-    let value = apache_avro::from_avro_datum(writer.unwrap_or(schema()), &mut body, Some(schema()))
-        .map_err(|e| DecodeError::Avro(e.to_string()))?;
+    let (_id, body) = unframe(bytes)?;
+    let value = match writer {
+        Some(writer) => read(writer, body).map(|(value, _)| value),
+        None => read(schema(), body)
+            .map(|(value, _)| value)
+            .or_else(|ours| match read(super::original::schema(), body) {
+                Ok((value, [])) => Ok(value),
+                _ => Err(ours),
+            }),
+    }?;
     from_value(value)
+}
+
+/// The record in `body` as `writer` wrote it, and the bytes after it. It is not
+/// resolved to our schema: [`from_value`] takes its fields by name. The original
+/// app's registered schema puts `logicalType`s on its fields (`uuid` on
+/// `session_id`, `timestamp-millis` on a timestamp in microseconds), which the
+/// Avro library applies, and which a resolution to our plain `string` and `long`
+/// would refuse.
+fn read<'a>(writer: &Schema, mut body: &'a [u8]) -> Result<(Value, &'a [u8]), DecodeError> {
+    let value = apache_avro::from_avro_datum(writer, &mut body, None)
+        .map_err(|e| DecodeError::Avro(e.to_string()))?;
+    Ok((value, body))
 }
 
 /// The event as an Avro record: its columns in wire order, the optional ones as
@@ -64,7 +90,7 @@ fn to_value(e: &PressEvent) -> Value {
     )
 }
 
-fn to_avro(column: &Column, value: row::Value<'_>) -> Value {
+pub(super) fn to_avro(column: &Column, value: row::Value<'_>) -> Value {
     let plain = match value {
         row::Value::Null => Value::Null,
         row::Value::Uuid(u) => Value::String(u.to_string()),
@@ -80,9 +106,13 @@ fn to_avro(column: &Column, value: row::Value<'_>) -> Value {
     }
 }
 
-/// The event in a record resolved to our schema. Fields a newer writer added are
-/// ignored; a column the record lacks (events from the original app have no
-/// `event_id`) is an error naming it: such events cannot be deduplicated.
+/// The event in a record, its fields taken by name. Fields a newer writer added
+/// are ignored; logical types on the writer's fields count as their plain values
+/// (a timestamp's number is kept as it is: the original's is in microseconds
+/// whatever its annotation says); an `int` is widened to a `long` and a `float`
+/// to a `double`, as Avro's resolution would. A record without `event_id` (the original app's) gets the id derived
+/// from its original fields ([`super::original::event_id`]), so that every reader
+/// gives it the same one; any other column it lacks is an error naming it.
 fn from_value(value: Value) -> Result<PressEvent, DecodeError> {
     let Value::Record(fields) = value else {
         return Err(DecodeError::Avro("top-level value is not a record".into()));
@@ -103,17 +133,42 @@ fn from_value(value: Value) -> Result<PressEvent, DecodeError> {
                     reason: e.to_string(),
                 })?)
             }
-            (ColumnType::Int64, Value::Long(n)) => row::Value::Int64(*n),
+            (ColumnType::Uuid, Value::Uuid(u)) => row::Value::Uuid(*u),
+            (
+                ColumnType::Int64,
+                Value::Long(n)
+                | Value::TimestampMillis(n)
+                | Value::TimestampMicros(n)
+                | Value::TimestampNanos(n)
+                | Value::LocalTimestampMillis(n)
+                | Value::LocalTimestampMicros(n)
+                | Value::LocalTimestampNanos(n),
+            ) => row::Value::Int64(*n),
+            (ColumnType::Int64, Value::Int(n)) => row::Value::Int64(i64::from(*n)),
             (ColumnType::Int32, Value::Int(n)) => row::Value::Int32(*n),
             (ColumnType::Text, Value::String(s)) => row::Value::Text(s),
             (ColumnType::Float64, Value::Double(x)) => row::Value::Float64(*x),
+            (ColumnType::Float64, Value::Float(x)) => row::Value::Float64(f64::from(*x)),
             _ => row::Value::Null, // null, or a type our schema does not resolve to
         };
     }
-    PressEvent::from_row(&Row(values)).map_err(|e| DecodeError::Field {
+    let id = COLUMNS
+        .iter()
+        .position(|c| c.name == "event_id")
+        .expect("events have an event_id column");
+    let derive_id = values[id] == row::Value::Null;
+    if derive_id {
+        // A placeholder, replaced below: the derived id needs the other fields.
+        values[id] = row::Value::Uuid(Uuid::nil());
+    }
+    let mut event = PressEvent::from_row(&Row(values)).map_err(|e| DecodeError::Field {
         field: e.column,
         reason: e.reason,
-    })
+    })?;
+    if derive_id {
+        event.event_id = super::original::event_id(&event);
+    }
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -201,6 +256,116 @@ pub(crate) mod tests {
             decode(&[0, 0, 0, 0, 1, 0xff], None),
             Err(DecodeError::Avro(_))
         ));
+    }
+
+    use crate::encoding::original::tests::{LONDON_PRESS, OriginalFields, original_message};
+
+    #[test]
+    fn the_original_apps_record_decodes_with_its_writer_schema_and_a_derived_id() {
+        let bytes = original_message(&LONDON_PRESS, 3);
+        let writer = crate::encoding::original::schema();
+        let event = decode(&bytes, Some(writer)).unwrap();
+        let want = PressEvent {
+            event_id: crate::encoding::original::event_id(&event),
+            session_id: Uuid::parse_str(LONDON_PRESS.session_id).unwrap(),
+            timestamp: 1_688_000_000_123_456,
+            action: Action::PressButton,
+            location: Location {
+                country_code: "GB".into(),
+                country_name: "United Kingdom".into(),
+                subdivision_name: "England".into(),
+                subdivision_code: "ENG".into(),
+                city_name: "London".into(),
+                latitude: None,
+                longitude: None,
+            },
+            cohort: Some(0),
+        };
+        assert_eq!(event, want);
+        assert_eq!(
+            event.event_id.to_string(),
+            "bf92ade3-1e45-5897-958e-fc9bfd5b328b"
+        );
+        // Read again (a redelivery, another sink, `tail`): the same id.
+        assert_eq!(decode(&bytes, Some(writer)).unwrap(), event);
+        // The schema id in the frame does not take part.
+        assert_eq!(
+            decode(&original_message(&LONDON_PRESS, 9), Some(writer))
+                .unwrap()
+                .event_id,
+            event.event_id
+        );
+    }
+
+    #[test]
+    fn the_original_apps_record_decodes_without_a_registry_too() {
+        let generated = OriginalFields {
+            action: "EnterPage",
+            country_name: "Unknown",
+            country_code: "",
+            subdivision_name: "",
+            subdivision_code: "",
+            city_name: "",
+            cohort: None,
+            ..LONDON_PRESS
+        };
+        for fields in [LONDON_PRESS, generated] {
+            let bytes = original_message(&fields, 1);
+            let with_registry = decode(&bytes, Some(crate::encoding::original::schema())).unwrap();
+            assert_eq!(decode(&bytes, None).unwrap(), with_registry);
+            assert_eq!(
+                crate::encoding::decode(&bytes, None).unwrap(),
+                with_registry
+            );
+        }
+        let enter = decode(&original_message(&generated, 1), None).unwrap();
+        assert_eq!(enter.action, Action::EnterPage);
+        assert_eq!(enter.cohort, None);
+        assert_eq!(enter.location.city_name, "");
+    }
+
+    #[test]
+    fn our_events_keep_their_own_id_and_are_not_taken_for_the_originals() {
+        let e = sample_event();
+        assert_eq!(decode(&encode(&e, 1), None).unwrap().event_id, e.event_id);
+        // The original's record followed by anything is neither its record nor ours.
+        let mut bytes = original_message(&LONDON_PRESS, 1);
+        bytes.push(0x02); // a stray byte after the original's record
+        assert!(matches!(decode(&bytes, None), Err(DecodeError::Avro(_))));
+    }
+
+    #[test]
+    fn an_original_record_with_a_bad_field_is_still_an_error_naming_it() {
+        let bad = OriginalFields {
+            action: "Jump",
+            ..LONDON_PRESS
+        };
+        let err = decode(&original_message(&bad, 1), None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Field {
+                    field: "action",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let bad = OriginalFields {
+            session_id: "not-a-uuid",
+            ..LONDON_PRESS
+        };
+        let err = decode(&original_message(&bad, 1), None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Field {
+                    field: "session_id",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Wire encodings of [`PressEvent`]: JSON, and Avro in the Confluent wire format.
 //!
 //! Both encode exactly the fields of the event; neither can see a client address,
-//! because the event has none.
+//! because the event has none. [`original`] reads the original app's Avro records
+//! (no `event_id`) and derives their ids.
 
 pub mod avro;
 pub mod json;
+pub mod original;
 
 use crate::domain::PressEvent;
 

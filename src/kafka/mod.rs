@@ -20,8 +20,10 @@ use crate::domain::PressEvent;
 use crate::encoding::{self, DecodeError};
 
 /// Decodes a message value of either encoding, fetching Avro writer schemas from
-/// the registry when one is configured (else our own schema is assumed). Used by
-/// everything that reads the topic: `tail` and `sink`.
+/// the registry when one is configured (else our own schema or the original app's
+/// record is recognised by its shape). Used by everything that reads the topic:
+/// `tail` and `sink`. The original app's events come with a derived `event_id`
+/// ([`crate::encoding::original::event_id`]).
 pub async fn decode_value(
     bytes: &[u8],
     registry: Option<&SchemaRegistry>,

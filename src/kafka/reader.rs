@@ -6,7 +6,9 @@
 //! beginning or the end that belongs to no group and never commits
 //! ([`Reader::unmanaged`]: it cannot disturb anyone's offsets). Every message
 //! comes out as a [`Record`]: where it was, its raw bytes, and the decoded event
-//! or why it does not decode (JSON, or Avro with writer schemas from the registry).
+//! or why it does not decode (JSON, or Avro with writer schemas from the registry;
+//! the original app's events, which have no `event_id`, with the one derived from
+//! their content, so it does not depend on where or by whom they are read).
 
 use std::time::Duration;
 

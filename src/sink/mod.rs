@@ -3,7 +3,9 @@
 //!
 //! Guarantee: at-least-once delivery from Kafka, made exactly-once in what the
 //! statistics queries return by idempotent writes (every store deduplicates on
-//! `event_id`). The order of operations is what makes this hold:
+//! `event_id`; the original app's events, which have none, get one derived from
+//! their content by the decoder, the same in every sink: see
+//! [`crate::encoding::original`]). The order of operations is what makes this hold:
 //!
 //! 1. take messages into a [`Batch`] until it is full (count, bytes) or old;
 //! 2. write the batch to every configured store (concurrently), retrying

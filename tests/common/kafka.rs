@@ -1,7 +1,7 @@
-//! Kafka helpers over a real broker: settings, a fresh topic per test, and
-//! reading a topic back from the beginning.
+//! Kafka helpers over a real broker: settings, a fresh topic per test, reading a
+//! topic back from the beginning, and waiting for a group's committed offsets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use button::config::KafkaArgs;
@@ -99,4 +99,52 @@ pub fn by_key(records: &[Record]) -> HashMap<Vec<u8>, Vec<Record>> {
         m.entry(r.key.clone()).or_default().push(r);
     }
     m
+}
+
+/// Waits until consumer group `group` has committed, in every partition of `last`,
+/// an offset past the one given there (everything up to it is done); panics after
+/// `timeout`. Asks the group coordinator without joining the group.
+pub async fn wait_for_commits(
+    broker: &str,
+    topic: &str,
+    group: &str,
+    last: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in last.keys() {
+        tpl.add_partition(topic, *p);
+    }
+    let until = Instant::now() + timeout;
+    loop {
+        let committed: BTreeMap<i32, i64> = consumer
+            .committed_offsets(tpl.clone(), Duration::from_secs(10))
+            .map(|c| {
+                c.elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some((e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if last
+            .iter()
+            .all(|(p, o)| committed.get(p).is_some_and(|c| c > o))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "after {timeout:?}, group {group} has committed {committed:?}, want past {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

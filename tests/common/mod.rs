@@ -7,7 +7,9 @@
 //! - [`services`]: the one way tests find the broker, the databases, Tansu and the
 //!   browser, and what happens when one is missing;
 //! - [`cli`]: settings parsed from flags exactly as the binary parses them;
-//! - [`kafka`]: fresh topics and reading a topic back;
+//! - [`kafka`]: fresh topics, reading a topic back, a group's committed offsets;
+//! - [`original`]: the original Python app as a producer (its schema, its framing);
+//! - [`registry`]: a stand-in Confluent schema registry on port 0;
 //! - [`tls`]: a CA the test makes and an HTTPS endpoint in front of a plain one;
 //! - [`eventually`]: waiting for a condition, with a deadline.
 //!
@@ -17,8 +19,10 @@
 pub mod app;
 pub mod cli;
 pub mod kafka;
+pub mod original;
 mod poll;
 pub mod process;
+pub mod registry;
 pub mod services;
 pub mod tls;
 

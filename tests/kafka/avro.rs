@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use super::registry::start_registry;
 use crate::common::app::test_args;
 use crate::common::kafka::{kafka_args, new_topic, read_topic};
+use crate::common::registry::start_registry;
 use crate::common::services;
 use crate::common::spawn_app_with;
 use button::encoding::{self, Format};

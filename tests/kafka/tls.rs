@@ -4,8 +4,8 @@
 use button::config::RegistryConfig;
 use button::kafka::SchemaRegistry;
 
+use crate::common::registry::start_registry;
 use crate::common::tls::{self, TestCa};
-use crate::kafka::registry::start_registry;
 
 fn config(port: u16, ca: Option<std::path::PathBuf>) -> RegistryConfig {
     RegistryConfig {

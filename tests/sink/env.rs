@@ -15,7 +15,7 @@ use button::store::postgres::PgStore;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::common::eventually;
-use crate::common::{cli, kafka, services};
+use crate::common::{cli, kafka, original, services};
 
 /// Everything one test needs: a fresh topic, PostgreSQL database and ClickHouse
 /// database of its own.
@@ -77,16 +77,21 @@ impl Env {
 
     /// `button sink` arguments for a sink run in this process.
     pub fn sink_args(&self, extra: &[&str]) -> button::sink::SinkArgs {
-        let mut argv = self.connection_flags();
         // A group of its own: tests run at once, and one group spanning several
         // topics would rebalance every test's sink whenever another starts.
+        self.sink_args_in_group(&self.topic, extra)
+    }
+
+    /// Like [`Env::sink_args`], in consumer group `group`.
+    pub fn sink_args_in_group(&self, group: &str, extra: &[&str]) -> button::sink::SinkArgs {
+        let mut argv = self.connection_flags();
         argv.extend([
             "--batch-max-wait",
             "200ms",
             "--progress-every",
             "2s",
             "--group",
-            &self.topic,
+            group,
         ]);
         argv.extend_from_slice(extra);
         cli::sink(&argv)
@@ -130,10 +135,21 @@ impl Env {
 
     /// Like [`Env::produce`], paced at `rate` events per second (0: at once).
     pub async fn produce_at_rate(&self, sessions: u64, seed: u64, rate: f64) -> Vec<PressEvent> {
+        self.produce_with(sessions, seed, rate, &[]).await
+    }
+
+    /// Like [`Env::produce_at_rate`], with more `button generate` flags (`--format`).
+    pub async fn produce_with(
+        &self,
+        sessions: u64,
+        seed: u64,
+        rate: f64,
+        extra: &[&str],
+    ) -> Vec<PressEvent> {
         let s = sessions.to_string();
         let sd = seed.to_string();
         let r = rate.to_string();
-        let args = cli::generate(&[
+        let mut argv = vec![
             "--kafka-brokers",
             &self.broker,
             "--topic",
@@ -144,7 +160,9 @@ impl Env {
             &sd,
             "--rate",
             &r,
-        ]);
+        ];
+        argv.extend_from_slice(extra);
+        let args = cli::generate(&argv);
         let summary = button::generate::generate(&args, CancellationToken::new())
             .await
             .unwrap();
@@ -159,6 +177,28 @@ impl Env {
             .flat_map(|s| s.events)
             .collect();
         assert_eq!(events.len() as u64, summary.events);
+        events
+    }
+
+    /// `sessions` seeded sessions (as [`Env::produce`] makes them) written to the
+    /// topic by the original app, its schema registered at `registry_url`; returns
+    /// the events as `button` reads them (derived ids, no coordinates).
+    pub async fn produce_as_the_original(
+        &self,
+        sessions: u64,
+        seed: u64,
+        registry_url: &str,
+    ) -> Vec<PressEvent> {
+        let geo = button::geo::GeoDb::embedded().unwrap();
+        let start = button::generate::default_start(Some(seed));
+        let rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+        let maker = button::generate::SessionMaker::new(&geo, rng, start, 10);
+        let events: Vec<_> = maker
+            .take(sessions as usize)
+            .flat_map(|s| s.events)
+            .map(|e| original::as_read(&e))
+            .collect();
+        original::produce(&self.broker, &self.topic, registry_url, &events).await;
         events
     }
 
