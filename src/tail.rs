@@ -86,12 +86,7 @@ pub fn format_line(e: &PressEvent) -> String {
 
 /// `button tail`.
 pub async fn run(args: TailArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let registry = args
-        .registry
-        .config()
-        .as_ref()
-        .map(SchemaRegistry::new)
-        .transpose()?;
+    let registry = SchemaRegistry::configured(args.registry.config().as_ref())?;
     let kafka = args.kafka.require()?;
     let start = if args.from_beginning {
         Start::Beginning

@@ -258,29 +258,17 @@ pub(crate) mod tests {
         ));
     }
 
-    use crate::encoding::original::tests::{LONDON_PRESS, OriginalFields, original_message};
+    use crate::encoding::original::tests::{
+        LONDON_PRESS, OriginalFields, london_press_event, original_message,
+    };
 
     #[test]
     fn the_original_apps_record_decodes_with_its_writer_schema_and_a_derived_id() {
         let bytes = original_message(&LONDON_PRESS, 3);
         let writer = crate::encoding::original::schema();
         let event = decode(&bytes, Some(writer)).unwrap();
-        let want = PressEvent {
-            event_id: crate::encoding::original::event_id(&event),
-            session_id: Uuid::parse_str(LONDON_PRESS.session_id).unwrap(),
-            timestamp: 1_688_000_000_123_456,
-            action: Action::PressButton,
-            location: Location {
-                country_code: "GB".into(),
-                country_name: "United Kingdom".into(),
-                subdivision_name: "England".into(),
-                subdivision_code: "ENG".into(),
-                city_name: "London".into(),
-                latitude: None,
-                longitude: None,
-            },
-            cohort: Some(0),
-        };
+        let want = london_press_event(crate::encoding::original::event_id(&event));
+        assert_eq!(want.timestamp, 1_688_000_000_123_456);
         assert_eq!(event, want);
         assert_eq!(
             event.event_id.to_string(),

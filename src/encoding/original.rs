@@ -159,10 +159,10 @@ pub(crate) mod tests {
         assert_eq!(event.event_id.get_version_num(), 5);
     }
 
-    #[test]
-    fn the_id_depends_on_the_original_fields_only() {
-        let event = PressEvent {
-            event_id: Uuid::nil(),
+    /// [`LONDON_PRESS`] as the event it decodes to, with `event_id`.
+    pub(crate) fn london_press_event(event_id: Uuid) -> PressEvent {
+        PressEvent {
+            event_id,
             session_id: Uuid::parse_str(LONDON_PRESS.session_id).unwrap(),
             timestamp: LONDON_PRESS.timestamp,
             action: Action::PressButton,
@@ -176,7 +176,12 @@ pub(crate) mod tests {
                 longitude: None,
             },
             cohort: Some(0),
-        };
+        }
+    }
+
+    #[test]
+    fn the_id_depends_on_the_original_fields_only() {
+        let event = london_press_event(Uuid::nil());
         let id = event_id(&event);
         // Deterministic, and fixed forever: stores already hold ids made this way.
         // (Computed apart from this code, with Python's hashlib over the body.)

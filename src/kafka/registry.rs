@@ -81,6 +81,11 @@ impl SchemaRegistry {
         })
     }
 
+    /// A client for the registry in `config`, when one is configured.
+    pub fn configured(config: Option<&RegistryConfig>) -> anyhow::Result<Option<Self>> {
+        config.map(Self::new).transpose()
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut url = self.url.url().clone();
         url.set_path(&format!("{}{}", url.path().trim_end_matches('/'), path));

@@ -157,12 +157,7 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     .await?;
     let kafka = args.kafka.require()?;
     let destinations = Destinations::build(&kafka, stores).await?;
-    let registry = args
-        .registry
-        .config()
-        .as_ref()
-        .map(SchemaRegistry::new)
-        .transpose()?;
+    let registry = SchemaRegistry::configured(args.registry.config().as_ref())?;
     let reader = Reader::group(
         &kafka,
         registry,
