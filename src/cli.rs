@@ -4,6 +4,7 @@
 //! and `serve`'s flags become a [`ServeConfig`] here, checked once.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use anyhow::Context;
 use secrecy::SecretString;
 
 use crate::config::{
-    ChArgs, EmbeddedConfig, KafkaArgs, KafkaPipelineConfig, PgArgs, PipelineConfig, RegistryArgs,
-    ServeConfig, StatsConfig,
+    ChArgs, EmbeddedConfig, KafkaArgs, KafkaPipelineConfig, LimitConfig, PgArgs, PipelineConfig,
+    RegistryArgs, ServeConfig, SpoolConfig, StatsConfig,
 };
 use crate::domain::TrustedProxies;
 use crate::encoding::Format;
@@ -111,6 +112,22 @@ pub struct ServeArgs {
     #[arg(long, env = "BUTTON_COOKIE_SECURE")]
     pub cookie_secure: bool,
 
+    /// Presses a second allowed from one client address (an IPv6 /64 counts as
+    /// one), with a burst of three seconds' worth; more get 429. Generous, because
+    /// a whole workshop may share one address. 0 turns the limit off (load tests
+    /// from one machine).
+    #[arg(long, env = "BUTTON_PRESS_LIMIT_PER_ADDRESS", default_value_t = 50)]
+    pub press_limit_per_address: u32,
+
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, env = "BUTTON_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Presses a second allowed in one session, with a burst of three seconds'
+    /// worth; more get 429. 0 turns the limit off.
+    #[arg(long, env = "BUTTON_PRESS_LIMIT_PER_SESSION", default_value_t = 10)]
+    pub press_limit_per_session: u32,
+
     /// Kafka: when brokers are given, events go to the topic instead of the
     /// embedded store.
     #[command(flatten)]
@@ -136,6 +153,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub clickhouse: ChArgs,
 
+    /// With Kafka: MiB of presses kept on disk (in DATA_DIR/spool) while the broker
+    /// cannot take them, replayed in order once it can; presses beyond get 503.
+    /// 0 turns the spool off (presses are refused while the broker is away).
+    #[arg(long, env = "BUTTON_SPOOL_MAX_MIB", default_value_t = 256)]
+    pub spool_max_mib: u64,
+
     /// How long a press waits for the broker's confirmation before the visitor is
     /// asked to try again.
     #[arg(long, env = "BUTTON_DELIVERY_TIMEOUT", default_value = "5s", value_parser = crate::config::parse::duration)]
@@ -160,6 +183,10 @@ impl ServeArgs {
                 format: self.format,
                 registry: self.registry.config(),
                 delivery_timeout: self.delivery_timeout,
+                spool: (self.spool_max_mib > 0).then(|| SpoolConfig {
+                    dir: self.data_dir.join("spool"),
+                    max_bytes: self.spool_max_mib.saturating_mul(1 << 20),
+                }),
                 stats: match self.stats_from {
                     None => StatsConfig::None,
                     Some(StatsFrom::Postgres) => StatsConfig::Postgres(
@@ -185,6 +212,11 @@ impl ServeArgs {
             fake_local_ip: !self.no_fake_local_ip,
             cohort: self.cohort,
             cookie_secure: self.cookie_secure,
+            max_connections: self.max_connections as usize,
+            limits: LimitConfig {
+                per_address: NonZeroU32::new(self.press_limit_per_address),
+                per_session: NonZeroU32::new(self.press_limit_per_session),
+            },
             pipeline,
         })
     }

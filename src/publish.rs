@@ -28,6 +28,15 @@ pub enum PublishError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// How much a disk spool holds (see `pipeline::spool`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolDepth {
+    /// Events waiting to be replayed.
+    pub events: u64,
+    /// Bytes of the spool file (replayed events included until it is emptied).
+    pub bytes: u64,
+}
+
 /// A destination for events.
 #[async_trait]
 pub trait Publish: Send + Sync + 'static {
@@ -36,6 +45,17 @@ pub trait Publish: Send + Sync + 'static {
 
     /// Whether the destination currently accepts events (`/readyz`).
     fn is_ready(&self) -> bool;
+
+    /// Events accepted and not yet durable (the embedded queue, the producer's
+    /// messages in flight), for metrics; `None` when the destination cannot tell.
+    fn backlog(&self) -> Option<usize> {
+        None
+    }
+
+    /// What the disk spool holds, when there is one.
+    fn spooled(&self) -> Option<SpoolDepth> {
+        None
+    }
 
     /// Stops accepting events and waits until everything accepted is stored.
     async fn close(&self);
@@ -50,6 +70,14 @@ impl<P: Publish + ?Sized> Publish for Arc<P> {
 
     fn is_ready(&self) -> bool {
         (**self).is_ready()
+    }
+
+    fn backlog(&self) -> Option<usize> {
+        (**self).backlog()
+    }
+
+    fn spooled(&self) -> Option<SpoolDepth> {
+        (**self).spooled()
     }
 
     async fn close(&self) {

@@ -160,6 +160,18 @@ impl SessionCodec {
             })
     }
 
+    /// A `Set-Cookie` header value that deletes the session cookie.
+    pub fn clear_cookie(&self) -> String {
+        Cookie::build((COOKIE_NAME, ""))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .max_age(cookie::time::Duration::ZERO)
+            .build()
+            .to_string()
+    }
+
     /// A complete `Set-Cookie` header value for `session`.
     pub fn set_cookie(&self, session: &Session, now: SystemTime) -> String {
         Cookie::build((COOKIE_NAME, self.seal(session, now)))
@@ -218,6 +230,39 @@ pub fn load_or_create_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn an_arbitrary_cookie_value_never_opens(value in ".{0,400}") {
+            proptest::prop_assert!(codec().open(&value, SystemTime::now()).is_err());
+        }
+
+        #[test]
+        fn a_sealed_cookie_with_any_character_changed_never_opens(
+            at in 0usize..1000,
+            replacement in proptest::char::range('!', '~'),
+        ) {
+            let now = SystemTime::now();
+            let sealed = codec().seal(&session(), now);
+            let at = at % sealed.len();
+            let mut forged: Vec<char> = sealed.chars().collect();
+            proptest::prop_assume!(forged[at] != replacement);
+            forged[at] = replacement;
+            let forged: String = forged.into_iter().collect();
+            proptest::prop_assert!(codec().open(&forged, now).is_err());
+        }
+
+        #[test]
+        fn arbitrary_cookie_headers_never_panic_and_never_yield_a_session(
+            header in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        ) {
+            let mut headers = axum::http::HeaderMap::new();
+            if let Ok(v) = axum::http::HeaderValue::from_bytes(&header) {
+                headers.insert(axum::http::header::COOKIE, v);
+            }
+            proptest::prop_assert!(codec().from_headers(&headers, SystemTime::now()).is_none());
+        }
+    }
 
     fn codec() -> SessionCodec {
         SessionCodec::new(&[7u8; 64], false).unwrap()

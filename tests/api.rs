@@ -6,6 +6,7 @@ mod common;
 
 mod api {
     mod crash;
+    mod hostile;
     mod pages;
     mod press;
     mod privacy;

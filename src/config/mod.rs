@@ -11,7 +11,7 @@
 
 mod clickhouse;
 mod kafka;
-pub mod parse;
+pub(crate) mod parse;
 mod postgres;
 mod registry;
 mod serve;
@@ -21,5 +21,8 @@ pub use clickhouse::{ChArgs, ChConfig};
 pub use kafka::{KafkaArgs, KafkaConfig, NoBrokers, SaslMechanism, Security};
 pub use postgres::{PgArgs, PgConfig};
 pub use registry::{RegistryArgs, RegistryConfig};
-pub use serve::{EmbeddedConfig, KafkaPipelineConfig, PipelineConfig, ServeConfig, StatsConfig};
+pub use serve::{
+    EmbeddedConfig, KafkaPipelineConfig, LimitConfig, PipelineConfig, ServeConfig, SpoolConfig,
+    StatsConfig,
+};
 pub use url::{CredentialedUrl, UrlError};

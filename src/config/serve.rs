@@ -2,6 +2,7 @@
 //! pipeline behind it (embedded, or Kafka with an optional statistics store).
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,8 +33,29 @@ pub struct ServeConfig {
     pub cohort: i32,
     /// Whether the session cookie is `Secure`.
     pub cookie_secure: bool,
+    /// How often one client may press.
+    pub limits: LimitConfig,
+    /// Most connections open at once.
+    pub max_connections: usize,
     /// Where events go and where statistics come from.
     pub pipeline: PipelineConfig,
+}
+
+/// Press rate limits; `None` is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitConfig {
+    /// Presses a second from one client address (IPv6: one /64).
+    pub per_address: Option<NonZeroU32>,
+    /// Presses a second in one session.
+    pub per_session: Option<NonZeroU32>,
+}
+
+impl LimitConfig {
+    /// No limits.
+    pub const OFF: LimitConfig = LimitConfig {
+        per_address: None,
+        per_session: None,
+    };
 }
 
 /// The event path behind the web tier.
@@ -65,8 +87,19 @@ pub struct KafkaPipelineConfig {
     pub registry: Option<RegistryConfig>,
     /// How long a press waits for the broker.
     pub delivery_timeout: Duration,
+    /// Where presses wait while the broker cannot take them; `None`: refused.
+    pub spool: Option<SpoolConfig>,
     /// Where `/stats` reads from.
     pub stats: StatsConfig,
+}
+
+/// The disk spool in front of Kafka.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Most bytes it holds.
+    pub max_bytes: u64,
 }
 
 /// The store `/stats` reads when events go to Kafka.

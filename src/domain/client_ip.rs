@@ -30,6 +30,17 @@ impl ClientIp {
         self.0
     }
 
+    /// A keyed hash of the address's network, to count requests per client in
+    /// memory without keeping the address: with a key drawn at start (a
+    /// [`std::hash::RandomState`]) it cannot be reversed. IPv4 addresses count one
+    /// by one; IPv6 ones by their /64, the network one customer gets.
+    pub fn keyed_hash(&self, key: &impl std::hash::BuildHasher) -> u64 {
+        match self.0 {
+            IpAddr::V4(v4) => key.hash_one(v4.octets()),
+            IpAddr::V6(v6) => key.hash_one(&v6.octets()[..8]),
+        }
+    }
+
     /// Loopback, private, link-local or otherwise not routable on the internet.
     pub fn is_local(&self) -> bool {
         match self.0 {
@@ -182,6 +193,69 @@ fn parse_node(s: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn forwarding_headers_from_an_untrusted_peer_are_ignored(
+            xff in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            forwarded in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            peer in proptest::array::uniform4(proptest::num::u8::ANY),
+        ) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in [("x-forwarded-for", &xff), ("forwarded", &forwarded)] {
+                if let Ok(v) = axum::http::HeaderValue::from_bytes(value) {
+                    headers.insert(name, v);
+                }
+            }
+            let peer = IpAddr::from(peer);
+            let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+            proptest::prop_assume!(!trusted.contains(peer));
+            proptest::prop_assert_eq!(trusted.client_ip(peer, &headers).expose(), canonical(peer));
+        }
+
+        #[test]
+        fn arbitrary_forwarding_headers_from_a_trusted_proxy_never_panic(
+            xff in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            forwarded in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        ) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in [("x-forwarded-for", &xff), ("forwarded", &forwarded)] {
+                if let Ok(v) = axum::http::HeaderValue::from_bytes(value) {
+                    headers.insert(name, v);
+                }
+            }
+            let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+            let peer: IpAddr = "10.1.2.3".parse().unwrap();
+            let client = trusted.client_ip(peer, &headers).expose();
+            // The peer itself, or an address that the headers spelled out.
+            let text = format!("{},{}", String::from_utf8_lossy(&xff), String::from_utf8_lossy(&forwarded));
+            let spelled: Vec<IpAddr> = text
+                .split(|c: char| ",; =\"[]".contains(c))
+                .filter_map(|t| {
+                    t.parse::<IpAddr>()
+                        .ok()
+                        .or_else(|| t.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+                })
+                .map(canonical)
+                .collect();
+            proptest::prop_assert!(client == peer || spelled.contains(&client), "{client} from {text:?}");
+        }
+    }
+
+    #[test]
+    fn the_keyed_hash_counts_an_ipv6_network_as_one_client_and_depends_on_the_key() {
+        use std::hash::RandomState;
+        let key = RandomState::new();
+        let a = ClientIp::new("2001:db8:1:2::1".parse().unwrap());
+        let b = ClientIp::new("2001:db8:1:2:ffff::9".parse().unwrap());
+        let c = ClientIp::new("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a.keyed_hash(&key), b.keyed_hash(&key));
+        assert_ne!(a.keyed_hash(&key), c.keyed_hash(&key));
+        let v4 = ClientIp::new("203.0.113.9".parse().unwrap());
+        let other = ClientIp::new("203.0.113.10".parse().unwrap());
+        assert_ne!(v4.keyed_hash(&key), other.keyed_hash(&key));
+        assert_ne!(v4.keyed_hash(&key), v4.keyed_hash(&RandomState::new()));
+    }
     use axum::http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

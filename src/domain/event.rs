@@ -176,3 +176,17 @@ mod tests {
         assert_eq!(Action::parse("pressbutton"), None);
     }
 }
+
+#[cfg(test)]
+impl PressEvent {
+    /// A press now, from nowhere in particular, in a session of its own: for tests.
+    pub fn example() -> Self {
+        PressEvent::new(
+            Action::PressButton,
+            uuid::Uuid::new_v4(),
+            Location::unknown(),
+            None,
+            std::time::SystemTime::now(),
+        )
+    }
+}

@@ -77,3 +77,31 @@ pub fn decode(
         _ => json::decode(bytes),
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_what_decodes_encodes_back_the_same(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+        ) {
+            for framed in [bytes.clone(), [&[0u8][..], &bytes].concat()] {
+                if let Ok(event) = decode(&framed, None) {
+                    // Nothing is made up: the event is exactly what its own encoding says.
+                    proptest::prop_assert_eq!(json::decode(&json::encode(&event)).unwrap(), event);
+                }
+            }
+        }
+
+        #[test]
+        fn json_that_looks_like_an_event_but_is_not_one_is_refused(
+            field in "[a-z_]{1,20}",
+            value in proptest::prelude::any::<i64>(),
+        ) {
+            let text = format!("{{\"{field}\": {value}}}");
+            proptest::prop_assert!(json::decode(text.as_bytes()).is_err());
+        }
+    }
+}

@@ -241,6 +241,10 @@ impl Publish for KafkaPublisher {
         self.shared.health.ready()
     }
 
+    fn backlog(&self) -> Option<usize> {
+        usize::try_from(self.shared.current().in_flight_count()).ok()
+    }
+
     async fn close(&self) {
         self.stop_probe.cancel();
         let producer = self.shared.current();

@@ -66,11 +66,6 @@ impl Record {
     pub fn len(&self) -> usize {
         self.value.as_ref().map_or(0, Vec::len)
     }
-
-    /// Whether the value is empty or missing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// What reading gave.

@@ -43,6 +43,20 @@ pub enum RegistryError {
     },
 }
 
+impl RegistryError {
+    /// Whether asking again later can help: the registry is unreachable,
+    /// overloaded or refuses us (credentials, say). Not when it does not know the
+    /// schema id, or serves a schema that does not parse: that is the message's
+    /// fault, and no wait mends it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Http { .. } => true,
+            RegistryError::Refused { status, .. } => !matches!(status, 404 | 422),
+            RegistryError::BadSchema { .. } => false,
+        }
+    }
+}
+
 /// A registry client. Cheap to clone.
 #[derive(Clone)]
 pub struct SchemaRegistry {

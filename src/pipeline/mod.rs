@@ -8,6 +8,8 @@
 //!
 //! ```text
 //! Tapped    broadcasts each event once the layers below have it (live views)
+//! Metered   counts events by outcome, times the destination (`/metrics`)
+//! Spooled   (Kafka only) keeps events on disk while the broker cannot take them
 //! <dest>    the embedded SQLite store, or the Kafka producer
 //! ```
 //!
@@ -16,11 +18,17 @@
 //! connections are opened lazily, so `serve` starts while a statistics store is
 //! down and uses it once it is back.
 
+mod metered;
+mod spool;
 mod tap;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+
+pub use metered::Metered;
+pub use spool::Spooled;
 pub use tap::{Tap, Tapped};
 
 use crate::config::{PipelineConfig, StatsConfig};
@@ -58,13 +66,22 @@ impl Pipeline {
                 let encoder =
                     crate::kafka::producer::encoder(c.format, &c.kafka, c.registry.as_ref())
                         .await?;
-                let producer = KafkaPublisher::new(&c.kafka, encoder, c.delivery_timeout)?;
+                let producer =
+                    Arc::new(KafkaPublisher::new(&c.kafka, encoder, c.delivery_timeout)?);
                 tracing::info!(topic = %c.kafka.topic, format = ?c.format, "producing events to Kafka");
-                (Arc::new(producer), stats_source(&c.stats)?)
+                let destination: Arc<dyn Publish> = match &c.spool {
+                    None => producer,
+                    Some(spool) => Arc::new(
+                        Spooled::open(producer, &spool.dir, spool.max_bytes).with_context(
+                            || format!("cannot open the spool in {}", spool.dir.display()),
+                        )?,
+                    ),
+                };
+                (destination, stats_source(&c.stats)?)
             }
         };
         let tap = Tap::new();
-        let publisher = Arc::new(Tapped::new(destination, tap.clone()));
+        let publisher = Arc::new(Tapped::new(Metered::new(destination), tap.clone()));
         Ok(Pipeline {
             publisher,
             tap,

@@ -76,6 +76,14 @@ impl<P: Publish> Publish for Tapped<P> {
         self.inner.is_ready()
     }
 
+    fn backlog(&self) -> Option<usize> {
+        self.inner.backlog()
+    }
+
+    fn spooled(&self) -> Option<crate::publish::SpoolDepth> {
+        self.inner.spooled()
+    }
+
     async fn close(&self) {
         self.inner.close().await
     }

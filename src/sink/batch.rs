@@ -106,7 +106,6 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Action, Location};
 
     const LIMITS: BatchLimits = BatchLimits {
         max_events: 3,
@@ -115,13 +114,7 @@ mod tests {
     };
 
     fn event() -> PressEvent {
-        PressEvent::new(
-            Action::PressButton,
-            uuid::Uuid::new_v4(),
-            Location::unknown(),
-            None,
-            std::time::SystemTime::now(),
-        )
+        PressEvent::example()
     }
 
     #[test]

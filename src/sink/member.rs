@@ -1,22 +1,28 @@
 //! This sink as a member of its consumer group: what the coordinator assigned
-//! it (kept by the rebalance callbacks), and the upkeep between batches: the
-//! progress line, and the [`Watchdog`]'s decision to leave and rejoin when
-//! partitions wait with nobody (see [`super::watchdog`] for when, and why).
+//! it (kept by the rebalance callbacks), the group as the loop's [`Input`], and
+//! the upkeep between batches: the progress line, and the [`Watchdog`]'s decision
+//! to leave and rejoin when partitions wait with nobody (see [`super::watchdog`]
+//! for when, and why).
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::watch;
 
+use super::batch::Batch;
 use super::lag::GroupReading;
 use super::progress::Progress;
+use super::steps::Input;
 use super::watchdog::Watchdog;
-use crate::kafka::reader::Reader;
+use super::write::Health;
+use crate::kafka::reader::{Next, Reader, Record};
+use crate::telemetry::metric;
 
 /// Logs rebalances and commit failures, and keeps what the group assigned.
 #[derive(Debug, Default)]
@@ -68,6 +74,94 @@ fn partitions(tpl: &TopicPartitionList) -> BTreeSet<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
+/// The consumer group as the loop's input.
+pub struct GroupInput {
+    reader: Reader<SinkContext>,
+    upkeep: Upkeep,
+    health: Arc<Health>,
+}
+
+impl GroupInput {
+    /// Reads with `reader`; `health` says whether the stores take writes.
+    pub fn new(reader: Reader<SinkContext>, upkeep: Upkeep, health: Arc<Health>) -> Self {
+        GroupInput {
+            reader,
+            upkeep,
+            health,
+        }
+    }
+
+    /// Commits what was stored and, unless `stay` (a static member, whose
+    /// partitions wait for it), leaves the group; logs the totals.
+    pub fn finish(self, stay: bool) {
+        if let Err(e) = self.reader.commit_stored() {
+            tracing::warn!("final offset commit failed: {e}");
+        }
+        if !stay {
+            self.reader.leave();
+        }
+        self.upkeep.progress.log_total();
+    }
+}
+
+impl Input for GroupInput {
+    async fn next(&mut self, wait: Duration) -> anyhow::Result<Option<Record>> {
+        match tokio::time::timeout(wait, self.reader.next()).await {
+            Err(_) => Ok(None),
+            Ok(Ok(Next::Record(r))) => Ok(Some(r)),
+            // Only unmanaged readers report the end of a partition.
+            Ok(Ok(Next::EndOfPartition(_))) => Ok(None),
+            Ok(Err(e)) => {
+                if let Some((code, reason)) = self.reader.fatal_error() {
+                    anyhow::bail!(
+                        "the Kafka consumer cannot go on ({code}: {reason}){}",
+                        fatal_hint(code)
+                    );
+                }
+                tracing::warn!("cannot read from Kafka (retrying): {e}");
+                Ok(None)
+            }
+        }
+    }
+
+    fn upkeep(&mut self) -> anyhow::Result<()> {
+        let unready = self.health.unready();
+        self.upkeep
+            .tick(&self.reader, unready.as_deref())
+            .with_context(|| format!("cannot subscribe to {} again", self.reader.topic()))
+    }
+
+    fn storing(&mut self) {
+        let unready = self.health.unready();
+        self.upkeep.log_progress(unready.as_deref());
+    }
+
+    fn stored(&mut self, batch: &Batch) {
+        for (partition, offset) in &batch.offsets {
+            if let Err(e) = self.reader.store_offset(*partition, *offset) {
+                // The partition moved to another member; it will redo the batch.
+                tracing::debug!(partition, "offset not stored: {e}");
+            }
+        }
+        self.upkeep
+            .progress
+            .add(batch.events.len(), batch.dead.len());
+        metrics::counter!(metric::SINK_BATCHES).increment(1);
+        metrics::counter!(metric::SINK_EVENTS).increment(batch.events.len() as u64);
+        metrics::counter!(metric::SINK_DEAD_LETTERS).increment(batch.dead.len() as u64);
+    }
+}
+
+/// What to add to a fatal consumer error to say what to do about it.
+fn fatal_hint(code: RDKafkaErrorCode) -> &'static str {
+    match code {
+        RDKafkaErrorCode::FencedInstanceId => {
+            "; another sink runs with the same --instance-id: give each replica its own"
+        }
+        _ => "",
+    }
+}
+
 /// What the loop does between messages and batches: progress lines and the
 /// watchdog, both fed by the lag probe's latest reading.
 pub struct Upkeep {
@@ -92,11 +186,18 @@ impl Upkeep {
         }
     }
 
+    /// Logs progress when due, with why the sink is `unready` if it is.
+    pub fn log_progress(&mut self, unready: Option<&str>) {
+        let lag = self.lag.borrow().clone();
+        self.progress
+            .maybe_log(lag.as_ref().map(|r| &r.lag), unready, Instant::now());
+    }
+
     /// Logs progress when due; rejoins the group when the watchdog says so.
-    pub fn tick(&mut self, reader: &Reader<SinkContext>) -> KafkaResult<()> {
+    pub fn tick(&mut self, reader: &Reader<SinkContext>, unready: Option<&str>) -> KafkaResult<()> {
+        self.log_progress(unready);
         let now = Instant::now();
         let lag = self.lag.borrow().clone();
-        self.progress.maybe_log(lag.as_ref().map(|r| &r.lag), now);
         self.watchdog.observe(reader.context().owned(), now);
         let Some(stall) = self.watchdog.check(lag.as_ref(), now) else {
             return Ok(());

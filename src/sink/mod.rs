@@ -33,35 +33,38 @@
 //! loop never waits for the broker. With `--instance-id` (static membership) a
 //! restarted sink takes its partitions back at once on brokers that support it.
 //!
-//! Files: [`batch`] (pure: what a batch holds and when it closes), [`write`] (the
-//! batch into the stores and the dead-letter topic, with [`retry`]), [`member`]
-//! (the group membership and the upkeep between batches), [`progress`], and this
-//! file, the loop.
+//! A store that fails permanently (a schema that does not match, say) makes the
+//! sink unready: the error log, every progress line and `/readyz` (with
+//! `--status-listen`, see [`status`]) name the store and the cause until a write
+//! succeeds; nothing is skipped meanwhile.
+//!
+//! Files: [`steps`] (the loop: fill, store, acknowledge, drivable by a test),
+//! [`batch`] (pure: what a batch holds and when it closes), [`write`] (the batch
+//! into the stores and the dead-letter topic, with [`crate::retry`]), [`member`] (the
+//! group as the loop's input, and the upkeep between batches), [`progress`], and
+//! this file, the wiring.
 
 mod batch;
 mod lag;
 mod member;
 mod progress;
-mod retry;
+mod status;
+mod steps;
 mod watchdog;
 mod write;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
-use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
-use batch::{Batch, BatchLimits, DeadLetter};
-use member::SinkContext;
-use write::connect_stores;
+use batch::BatchLimits;
+use member::{GroupInput, SinkContext, Upkeep};
+use write::{Destinations, connect_stores};
 
 use crate::config::{ChArgs, KafkaArgs, PgArgs, RegistryArgs};
 use crate::kafka::SchemaRegistry;
-use crate::kafka::reader::{GroupOptions, Next, Reader};
-use member::Upkeep;
-use write::Destinations;
+use crate::kafka::reader::{GroupOptions, Reader};
 
 /// How long the group waits for a silent member before it hands the member's
 /// partitions to the others: seconds, not Kafka's default 45, so that a dead sink
@@ -114,6 +117,11 @@ pub struct SinkArgs {
     /// (it is then redelivered, not lost). Keep it below the group session timeout.
     #[arg(long, env = "BUTTON_DRAIN_TIMEOUT", default_value = "8s", value_parser = crate::config::parse::duration)]
     pub drain_timeout: Duration,
+
+    /// Serve `/healthz`, `/readyz` (503 while a store fails permanently, with the
+    /// cause) and `/metrics` on this address, e.g. `0.0.0.0:9100`.
+    #[arg(long, env = "BUTTON_SINK_STATUS_LISTEN")]
+    pub status_listen: Option<std::net::SocketAddr>,
 
     /// How often progress and lag are logged.
     #[arg(long, env = "BUTTON_PROGRESS_EVERY", default_value = "10s", value_parser = crate::config::parse::duration)]
@@ -173,145 +181,28 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
         args.group.clone(),
         kafka.topic.clone(),
         args.progress_every.min(SESSION_TIMEOUT / 4),
-        probe_stop,
+        probe_stop.clone(),
     );
-    let mut upkeep = Upkeep::new(args.progress_every, SESSION_TIMEOUT, lag);
+    if let Some(addr) = args.status_listen {
+        status::serve(addr, destinations.health(), lag.clone(), probe_stop.clone()).await?;
+    }
+    let upkeep = Upkeep::new(args.progress_every, SESSION_TIMEOUT, lag);
 
     tracing::info!(topic = %kafka.topic, group = %args.group, instance_id = args.instance_id, stores = ?destinations.names(), "sink started");
-    let limits = args.limits();
-    let mut stopping = false;
-    while !stopping {
-        let mut batch = Batch::new();
-        stopping = !fill_batch(&mut batch, &reader, &limits, &mut upkeep, &shutdown).await?;
-        if batch.is_empty() {
-            continue;
-        }
-        // Stored for as long as it takes; once stopping, for `drain_timeout` more, after
-        // which the batch is left to be redelivered.
-        let store = destinations.store(&batch);
-        tokio::pin!(store);
-        let stored = tokio::select! {
-            biased;
-            () = &mut store => Some(()),
-            () = shutdown.cancelled() => {
-                stopping = true;
-                tokio::time::timeout(args.drain_timeout, &mut store).await.ok()
-            }
-        };
-        match stored {
-            Some(()) => {
-                store_offsets(&reader, &batch);
-                upkeep.progress.add(batch.events.len(), batch.dead.len());
-            }
-            None => tracing::warn!(
-                events = batch.len(),
-                "could not store the open batch before the drain timeout; it will be redelivered"
-            ),
-        }
-        if !stopping {
-            upkeep
-                .tick(&reader)
-                .with_context(|| format!("cannot subscribe to {} again", kafka.topic))?;
-        }
-    }
-
-    // Commit what was stored, then leave the group. A static member does not
-    // leave: its partitions wait for it to come back (up to the session timeout)
-    // instead of moving away and back; dropping the consumer closes it quietly.
-    if let Err(e) = reader.commit_stored() {
-        tracing::warn!("final offset commit failed: {e}");
-    }
-    if args.instance_id.is_none() {
-        reader.leave();
-    }
-    upkeep.progress.log_total();
+    let mut input = GroupInput::new(reader, upkeep, destinations.health());
+    steps::run(
+        &mut input,
+        &destinations,
+        &args.limits(),
+        args.drain_timeout,
+        &shutdown,
+    )
+    .await?;
+    // A static member does not leave: its partitions wait for it to come back (up
+    // to the session timeout) instead of moving away and back.
+    input.finish(args.instance_id.is_some());
     tracing::info!("sink stopped");
     Ok(())
-}
-
-/// Reads messages into `batch` until it is ready, doing the upkeep (progress,
-/// watchdog) while none come. `Ok(false)` when shutdown came first.
-async fn fill_batch(
-    batch: &mut Batch,
-    reader: &Reader<SinkContext>,
-    limits: &BatchLimits,
-    upkeep: &mut Upkeep,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<bool> {
-    loop {
-        let now = Instant::now();
-        if batch.is_ready(limits, now) {
-            return Ok(true);
-        }
-        let wait = batch
-            .deadline(limits)
-            .map_or(Duration::from_secs(1), |d| d - now);
-        let received = tokio::select! {
-            () = shutdown.cancelled() => return Ok(false),
-            r = tokio::time::timeout(wait, reader.next()) => r,
-        };
-        let record = match received {
-            Err(_) => {
-                upkeep
-                    .tick(reader)
-                    .with_context(|| format!("cannot subscribe to {} again", reader.topic()))?;
-                continue; // the deadline check above closes a waiting batch
-            }
-            Ok(Err(e)) => {
-                if let Some((code, reason)) = reader.fatal_error() {
-                    anyhow::bail!(
-                        "the Kafka consumer cannot go on ({code}: {reason}){}",
-                        fatal_hint(code)
-                    );
-                }
-                tracing::warn!("cannot read from Kafka (retrying): {e}");
-                continue;
-            }
-            // Only unmanaged readers report the end of a partition.
-            Ok(Ok(Next::EndOfPartition(_))) => continue,
-            Ok(Ok(Next::Record(r))) => r,
-        };
-        let bytes = record.len();
-        match record.event {
-            Ok(event) => batch.push(
-                record.partition,
-                record.offset,
-                bytes,
-                event,
-                Instant::now(),
-            ),
-            Err(reason) => batch.push_dead(
-                DeadLetter {
-                    partition: record.partition,
-                    offset: record.offset,
-                    key: record.key,
-                    value: record.value,
-                    reason: reason.to_string(),
-                },
-                Instant::now(),
-            ),
-        }
-    }
-}
-
-/// Stores the batch's offsets, for auto-commit to commit: the stores have it.
-fn store_offsets(reader: &Reader<SinkContext>, batch: &Batch) {
-    for (partition, offset) in &batch.offsets {
-        if let Err(e) = reader.store_offset(*partition, *offset) {
-            // The partition moved to another member; it will redo the batch.
-            tracing::debug!(partition, "offset not stored: {e}");
-        }
-    }
-}
-
-/// What to add to a fatal consumer error to say what to do about it.
-fn fatal_hint(code: RDKafkaErrorCode) -> &'static str {
-    match code {
-        RDKafkaErrorCode::FencedInstanceId => {
-            "; another sink runs with the same --instance-id: give each replica its own"
-        }
-        _ => "",
-    }
 }
 
 #[cfg(test)]

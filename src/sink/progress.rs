@@ -36,8 +36,9 @@ impl Progress {
         self.since_last += events as u64;
     }
 
-    /// Logs a progress line when one is due.
-    pub fn maybe_log(&mut self, lag: Option<&GroupLag>, now: Instant) {
+    /// Logs a progress line when one is due; `unready` says which store fails
+    /// permanently, and why.
+    pub fn maybe_log(&mut self, lag: Option<&GroupLag>, unready: Option<&str>, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last);
         if elapsed < self.every {
             return;
@@ -51,6 +52,7 @@ impl Progress {
                 lag = ?None::<u64>,
                 lag_at_least = l.at_least(),
                 lag_unknown_partitions = l.unknown(),
+                unready,
                 "sink progress"
             ),
             _ => tracing::info!(
@@ -58,6 +60,7 @@ impl Progress {
                 dead_letters = self.dead,
                 events_per_s = rate,
                 lag = ?lag.and_then(GroupLag::total),
+                unready,
                 "sink progress"
             ),
         }

@@ -14,11 +14,13 @@
 //! - messages wait in partitions this member does not own (the group's lag,
 //!   measured over every partition, is known to be above zero there); with no
 //!   partition owned, that is every partition;
-//! - the coordinator gave this member an assignment (it is not joining: a join
-//!   can rightly take long while the coordinator waits for the other members),
-//!   and that assignment has not changed for longer than the patience (the
-//!   session timeout at first: by then the coordinator has dropped any dead
-//!   member);
+//! - the coordinator gave this member an assignment, and that assignment has not
+//!   changed for longer than the patience (the session timeout at first: by then
+//!   the coordinator has dropped any dead member); or the member has been joining
+//!   for longer than [`MAX_PATIENCE_FACTOR`] session timeouts (a join can rightly
+//!   take a while, as the coordinator waits for the other members, but Tansu 0.6
+//!   has been seen to leave a static member joining for minutes after a
+//!   revocation);
 //! - nobody else can be reading those partitions: the group has committed
 //!   nothing for as long, or the coordinator lists this member alone. When other
 //!   members own those partitions and make progress, or one of them is stuck on
@@ -121,13 +123,12 @@ impl Watchdog {
         if committed_since_rejoin {
             self.patience = self.session_timeout;
         }
-        let stall = should_rejoin(
-            lag,
-            self.owned.as_ref(),
-            self.owned_since,
-            self.patience,
-            now,
-        )?;
+        // Joining: as if it owned nothing, with the longest patience.
+        let (owned, patience) = match &self.owned {
+            Some(owned) => (owned.clone(), self.patience),
+            None => (BTreeSet::new(), self.session_timeout * MAX_PATIENCE_FACTOR),
+        };
+        let stall = should_rejoin(lag, Some(&owned), self.owned_since, patience, now)?;
         self.owned = None;
         self.owned_since = now;
         self.last_rejoin = Some(now);
@@ -278,14 +279,33 @@ mod tests {
     }
 
     #[test]
-    fn not_while_it_joins() {
-        // The coordinator may wait for the other members for long: let it.
+    fn not_while_it_joins_for_up_to_six_session_timeouts() {
+        // The coordinator may wait for the other members for a while: let it.
         let t0 = Instant::now();
         let now = t0 + secs(60);
         let r = reading([100, 0, 0], t0, now);
         assert_eq!(should_rejoin(Some(&r), None, t0, SESSION, now), None);
         let mut w = Watchdog::new(SESSION, t0);
         assert_eq!(w.check(Some(&r), now), None);
+    }
+
+    #[test]
+    fn a_join_that_lasts_longer_is_started_again_when_messages_wait_with_nobody() {
+        // Seen with Tansu 0.6: a static member revoked, then joining for minutes.
+        let t0 = Instant::now();
+        let now = t0 + secs(61);
+        let mut w = Watchdog::new(SESSION, t0);
+        w.observe(Some(BTreeSet::from([0, 1, 2])), t0 - secs(5));
+        w.observe(None, t0);
+        let stall = w
+            .check(Some(&reading([100, 0, 0], t0, now)), now)
+            .expect("a rejoin");
+        assert_eq!(stall.owned, none());
+        assert_eq!(stall.patience, SESSION * MAX_PATIENCE_FACTOR);
+        // Not while the group commits: the others read, the join waits for them.
+        let mut w = Watchdog::new(SESSION, t0);
+        let busy = reading([100, 0, 0], now - secs(1), now);
+        assert_eq!(w.check(Some(&busy), now), None);
     }
 
     #[test]

@@ -8,9 +8,12 @@
 //! classification (`WriteError::retryable`) decides how loudly: a transient
 //! failure (connection lost, timeout) is a warning; a permanent one (a schema that
 //! does not match, say) is an error that says the store must be fixed, because
-//! skipping the batch would lose presses.
+//! skipping the batch would lose presses. While a permanent failure lasts, the
+//! sink is unready: [`Health::unready`] names the store and the cause, and the
+//! progress line carries it until a write succeeds.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,12 +22,14 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::batch::{Batch, DeadLetter};
-use super::retry::Backoff;
+use super::steps::Output;
 use crate::config::{ChConfig, KafkaConfig, PgConfig};
 use crate::domain::PressEvent;
+use crate::retry::Backoff;
 use crate::store::clickhouse::ChStore;
 use crate::store::postgres::PgStore;
 use crate::store::{EventStore, WriteError};
+use crate::telemetry::metric;
 
 /// Waits between retries: from 100 ms, doubling up to 10 s.
 const RETRY_BASE: Duration = Duration::from_millis(100);
@@ -55,6 +60,59 @@ pub struct Destinations {
     dlq: FutureProducer,
     dlq_topic: String,
     source_topic: String,
+    health: Arc<Health>,
+}
+
+/// The stores that fail permanently right now, and why.
+#[derive(Debug, Default)]
+pub struct Health {
+    failing: Mutex<BTreeMap<&'static str, Failing>>,
+}
+
+#[derive(Debug, Clone)]
+struct Failing {
+    cause: String,
+    since: Instant,
+}
+
+impl Health {
+    /// `None` when every store takes writes (or fails only transiently);
+    /// otherwise which stores cannot, since when, and why.
+    pub fn unready(&self) -> Option<String> {
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = failing
+            .values()
+            .map(|f| format!("{} (for {}s)", f.cause, f.since.elapsed().as_secs()))
+            .collect();
+        Some(lines.join("; "))
+    }
+
+    fn record(&self, store: &'static str, outcome: Result<(), &WriteError>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Err(e) if !e.retryable => {
+                let since = failing.get(store).map_or_else(Instant::now, |f| f.since);
+                failing.insert(
+                    store,
+                    Failing {
+                        cause: cause(e),
+                        since,
+                    },
+                );
+            }
+            _ => {
+                failing.remove(store);
+            }
+        }
+    }
+}
+
+/// The error with its causes, on one line.
+fn cause(e: &WriteError) -> String {
+    format!("{:#}", anyhow::Error::new(e.clone()))
 }
 
 impl Destinations {
@@ -77,7 +135,13 @@ impl Destinations {
             dlq,
             dlq_topic,
             source_topic: kafka.topic.clone(),
+            health: Arc::default(),
         })
+    }
+
+    /// Whether the stores take writes; shared with the progress line.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
     }
 
     /// The stores' names, for the log.
@@ -91,7 +155,7 @@ impl Destinations {
         let writes = self
             .stores
             .iter()
-            .map(|s| write_with_retry(s.as_ref(), &batch.events));
+            .map(|s| write_with_retry(s.as_ref(), &batch.events, &self.health));
         join_all(writes).await;
         for letter in &batch.dead {
             self.send_dead_letter(letter).await;
@@ -144,14 +208,22 @@ impl Destinations {
     }
 }
 
-async fn write_with_retry(store: &dyn EventStore, events: &[PressEvent]) {
+impl Output for Destinations {
+    async fn store(&self, batch: &Batch) {
+        Destinations::store(self, batch).await;
+    }
+}
+
+async fn write_with_retry(store: &dyn EventStore, events: &[PressEvent], health: &Health) {
     if events.is_empty() {
         return;
     }
     let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
     loop {
         let started = Instant::now();
-        match store.write(events).await {
+        let written = store.write(events).await;
+        health.record(store.name(), written.as_ref().map(|_| ()));
+        match written {
             Ok(()) => {
                 if backoff.attempts() > 0 {
                     tracing::info!(
@@ -168,7 +240,16 @@ async fn write_with_retry(store: &dyn EventStore, events: &[PressEvent]) {
                 );
                 return;
             }
-            Err(e) => log_write_failure(&e, backoff.attempts()),
+            Err(e) => {
+                let kind = if e.retryable {
+                    "transient"
+                } else {
+                    "permanent"
+                };
+                metrics::counter!(metric::SINK_WRITE_FAILURES, "store" => store.name(), "kind" => kind)
+                    .increment(1);
+                log_write_failure(&e, backoff.attempts());
+            }
         }
         let delay = backoff.next_delay(&mut rand::rng());
         tokio::time::sleep(delay).await;
@@ -178,13 +259,50 @@ async fn write_with_retry(store: &dyn EventStore, events: &[PressEvent]) {
 fn log_write_failure(e: &WriteError, attempts: u32) {
     // Every failure while few, then every tenth: a long outage should not flood the log.
     if attempts < 5 || attempts % 10 == 0 {
+        let cause = cause(e);
         if e.retryable {
-            tracing::warn!(attempts, "write failed, retrying: {e}");
+            tracing::warn!(attempts, "write failed, retrying: {cause}");
         } else {
             tracing::error!(
                 attempts,
-                "write failed and cannot succeed as things are; retrying until the store is fixed: {e}"
+                "write failed and cannot succeed as things are; the sink is unready and retries until the store is fixed: {cause}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(retryable: bool) -> WriteError {
+        WriteError {
+            store: "postgres",
+            target: "db:5432/button".into(),
+            events: 3,
+            source: Arc::new(std::io::Error::other("column \"cohort\" does not exist")),
+            retryable,
+        }
+    }
+
+    #[test]
+    fn a_permanent_failure_makes_the_sink_unready_with_its_cause_until_a_write_succeeds() {
+        let health = Health::default();
+        assert_eq!(health.unready(), None);
+        health.record("postgres", Err(&failure(false)));
+        let unready = health.unready().unwrap();
+        assert!(
+            unready.starts_with("postgres: cannot write 3 events to db:5432/button: column \"cohort\" does not exist (for "),
+            "{unready}"
+        );
+        health.record("postgres", Ok(()));
+        assert_eq!(health.unready(), None);
+    }
+
+    #[test]
+    fn a_transient_failure_does_not_make_the_sink_unready() {
+        let health = Health::default();
+        health.record("clickhouse", Err(&failure(true)));
+        assert_eq!(health.unready(), None);
     }
 }

@@ -5,6 +5,7 @@
 //! handler set (the renewed session cookie), and logs the cause chain once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -25,6 +26,16 @@ pub enum AppError {
     /// Statistics cannot be read (503).
     #[error(transparent)]
     Stats(#[from] StatsError),
+    /// Too many presses from one client address or session; nothing was
+    /// recorded (429, with a `Retry-After` of `wait` rounded up).
+    #[error("too many presses from one client: {} ms until the next", wait.as_millis())]
+    TooFast {
+        /// Until the next press would be accepted.
+        wait: Duration,
+    },
+    /// A state change requested by another site's page (403).
+    #[error("a request from another site was refused ({0})")]
+    CrossSite(&'static str),
     /// A template failed to render: a bug (opaque 500).
     #[error("a template failed to render")]
     Render(#[from] askama::Error),
@@ -36,6 +47,9 @@ pub enum AppError {
 /// Message a press gets when it could not be stored.
 pub const TRY_AGAIN: &str =
     "The button is a little overwhelmed right now. Nothing was recorded: please try again.";
+
+/// Message a press gets when it came too fast.
+pub const SLOW_DOWN: &str = "Slow down. Nothing is happening anyway.";
 
 /// Who asked, which decides how an error is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +66,8 @@ impl AppError {
     fn status(&self) -> StatusCode {
         match self {
             AppError::Busy(_) | AppError::Stats(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::CrossSite(_) => StatusCode::FORBIDDEN,
             AppError::Render(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +76,11 @@ impl AppError {
     fn message(&self) -> (&'static str, &'static str) {
         match self {
             AppError::Busy(_) => ("Try again in a moment", TRY_AGAIN),
+            AppError::TooFast { .. } => ("Slow down", SLOW_DOWN),
+            AppError::CrossSite(_) => (
+                "Not from here",
+                "The button only takes presses from its own page.",
+            ),
             AppError::Stats(_) => (
                 "Statistics are not available",
                 "The statistics store cannot be read right now. Presses are still recorded.",
@@ -85,7 +106,7 @@ impl AppError {
                 .to_string(),
                 "application/json",
             ),
-            (AppError::Busy(_), Audience::Htmx) => (
+            (AppError::Busy(_) | AppError::TooFast { .. }, Audience::Htmx) => (
                 render_or_plain(&ReplyFragment {
                     text,
                     overloaded: true,
@@ -113,10 +134,16 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = status.into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match &self {
+            AppError::Busy(_) | AppError::Stats(_) => Some(1),
+            // Whole seconds, rounded up: never "0", which would invite a retry now.
+            AppError::TooFast { wait } => Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response.extensions_mut().insert(Failure(Arc::new(self)));
         response
@@ -141,8 +168,11 @@ pub async fn finish(request: Request, next: Next) -> Response {
     let cause = format!("{:#}", anyhow::Error::from(ErrorChain(error.clone())));
     if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
         tracing::error!(status = status.as_u16(), "{cause}");
-    } else {
+    } else if status.is_server_error() {
         tracing::warn!(status = status.as_u16(), "{cause}");
+    } else {
+        // A client's doing (too fast, another site): not worth a line each at scale.
+        tracing::debug!(status = status.as_u16(), "{cause}");
     }
     let (body, content_type) = error.body(audience);
     let (mut parts, _) = response.into_parts();

@@ -6,7 +6,10 @@
 //! in a signed cookie), so it scales horizontally behind a load balancer.
 
 mod assets;
+mod conn;
 mod error;
+mod limit;
+mod origin;
 mod routes;
 mod templates;
 mod visitor;
@@ -26,6 +29,7 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 pub use error::AppError;
+use limit::PressLimits;
 pub use visitor::Visitor;
 
 use crate::config::ServeConfig;
@@ -60,6 +64,8 @@ pub struct AppState {
     pub cohort: Option<i32>,
     /// Attribution line the geo database's licence asks for.
     pub attribution: Arc<str>,
+    /// How often one client may press.
+    pub limits: Arc<PressLimits>,
 }
 
 impl AppState {
@@ -81,10 +87,10 @@ impl AppState {
 
 /// The application's routes and middleware around `state`.
 pub fn router(state: AppState) -> Router {
-    routes::routes()
+    routes::routes(state.limits.clone())
         .with_state(state)
-        // Security headers on every response, errors included.
-        .layer(axum::middleware::map_response(secure))
+        // State changes from this site's pages only (inside `finish`, which renders the 403).
+        .layer(axum::middleware::from_fn(origin::same_origin))
         // Error bodies for their audience (fragment, JSON, page); causes logged once.
         .layer(axum::middleware::from_fn(error::finish))
         // Presses are tiny; anything bigger is not ours.
@@ -94,6 +100,10 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(10),
         ))
+        // Outside everything that can answer by itself (limits, timeouts): security
+        // headers on every response, and every response counted by status.
+        .layer(axum::middleware::map_response(secure))
+        .layer(axum::middleware::map_response(count_response))
         // Spans carry method and path only: never the peer address. Failures are
         // logged once, with their cause, by `finish`; not again here.
         .layer(TraceLayer::new_for_http().on_failure(()))
@@ -132,6 +142,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     publisher: Arc<dyn Publish>,
+    max_connections: usize,
 }
 
 impl Server {
@@ -162,17 +173,28 @@ impl Server {
         let secret =
             crate::session::load_or_create_secret(config.secret.as_ref(), &config.data_dir)?;
         let sessions =
-            SessionCodec::new(&secret, config.cookie_secure).map_err(anyhow::Error::msg)?;
+            Arc::new(SessionCodec::new(&secret, config.cookie_secure).map_err(anyhow::Error::msg)?);
+        let proxies = Arc::new(config.trusted_proxies.clone());
+        let limits = Arc::new(PressLimits::new(
+            &config.limits,
+            proxies.clone(),
+            sessions.clone(),
+        ));
+        if limits.is_on() {
+            forget_idle_buckets(&limits);
+        }
 
+        crate::telemetry::prometheus(); // metrics are recorded from the first request
         let state = AppState {
             geo: Arc::new(geo),
-            sessions: Arc::new(sessions),
-            proxies: Arc::new(config.trusted_proxies.clone()),
+            sessions,
+            proxies,
             replies: Arc::new(replies),
             publisher: pipeline.publisher.clone(),
             stats: pipeline.stats,
             cohort: Some(config.cohort),
             attribution: attribution(config).into(),
+            limits,
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -181,29 +203,45 @@ impl Server {
             listener,
             router: router(state),
             publisher: pipeline.publisher,
+            max_connections: config.max_connections,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        conn::local_addr(&self.listener)
     }
 
     /// Serves until `shutdown` is cancelled, then drains requests and the store.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("the HTTP server failed")?;
+        conn::serve(self.listener, self.router, self.max_connections, shutdown).await;
         self.publisher.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Counts the response by its status.
+async fn count_response(response: axum::response::Response) -> axum::response::Response {
+    metrics::counter!(crate::telemetry::metric::RESPONSES, "status" => response.status().as_str().to_owned())
+        .increment(1);
+    response
+}
+
+/// Every minute, drops the rate-limit buckets of clients that stopped pressing,
+/// until the limits are dropped with the server.
+fn forget_idle_buckets(limits: &Arc<PressLimits>) {
+    let limits = Arc::downgrade(limits);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            match limits.upgrade() {
+                Some(l) => l.forget_idle(),
+                None => return,
+            }
+        }
+    });
 }
 
 fn attribution(config: &ServeConfig) -> String {
@@ -247,10 +285,17 @@ mod tests {
     }
 
     fn app() -> Router {
+        app_with_limits(crate::config::LimitConfig::OFF)
+    }
+
+    fn app_with_limits(limits: crate::config::LimitConfig) -> Router {
+        let sessions = Arc::new(SessionCodec::new(&[7; 64], false).unwrap());
+        let proxies = Arc::new(TrustedProxies::none());
         let state = AppState {
             geo: Arc::new(GeoDb::embedded().unwrap()),
-            sessions: Arc::new(SessionCodec::new(&[7; 64], false).unwrap()),
-            proxies: Arc::new(TrustedProxies::none()),
+            limits: Arc::new(PressLimits::new(&limits, proxies.clone(), sessions.clone())),
+            sessions,
+            proxies,
             replies: Arc::new(Replies::built_in()),
             publisher: Arc::new(Refusing),
             stats: Arc::new(StatsService::new(
@@ -264,7 +309,14 @@ mod tests {
     }
 
     async fn send(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
-        let res = app().oneshot(req).await.unwrap();
+        send_to(app(), req).await
+    }
+
+    async fn send_to(
+        app: Router,
+        req: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let res = app.oneshot(req).await.unwrap();
         let (parts, body) = res.into_parts();
         let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
         (
@@ -335,5 +387,68 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let (status, _, _) = send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_press_over_the_limit_gets_429_a_retry_after_and_a_fragment_htmx_shows() {
+        let app = app_with_limits(crate::config::LimitConfig {
+            per_address: std::num::NonZeroU32::new(1),
+            per_session: None,
+        });
+        // A burst of three (one a second, three seconds' worth): refused by the
+        // destination with 503, but let through by the limit.
+        for _ in 0..3 {
+            let (status, _, _) = send_to(app.clone(), press(true)).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let (status, headers, body) = send_to(app.clone(), press(true)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers["retry-after"], "1");
+        assert!(body.contains(error::SLOW_DOWN), "{body}");
+        assert!(!body.contains("<html"), "a fragment: {body}");
+        assert!(headers.contains_key("content-security-policy"));
+        // The page itself is not limited.
+        let (status, _, _) = send_to(app, Request::get("/").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_press_from_another_site_is_refused_with_403_before_anything_is_recorded() {
+        let req = Request::post("/press")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "cross-site")
+            .body(Body::from("last="))
+            .unwrap();
+        let (status, headers, body) = send(req).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            body.contains("only takes presses from its own page"),
+            "{body}"
+        );
+        assert!(headers.contains_key("x-content-type-options"));
+        // Reading is fine from anywhere.
+        let req = Request::get("/healthz")
+            .header("sec-fetch-site", "cross-site")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(req).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn forget_me_deletes_the_session_cookie_and_says_so() {
+        for req in [
+            Request::post("/reset").body(Body::empty()).unwrap(),
+            Request::get("/reset").body(Body::empty()).unwrap(),
+        ] {
+            let (status, headers, _) = send(req).await;
+            assert_eq!(status, StatusCode::SEE_OTHER);
+            assert_eq!(headers["location"], "/?forgotten=1");
+            let cookie = headers["set-cookie"].to_str().unwrap();
+            assert!(cookie.starts_with("button_session=;"), "{cookie}");
+            assert!(cookie.contains("Max-Age=0"), "{cookie}");
+        }
+        let (_, _, body) = send(Request::get("/?forgotten=1").body(Body::empty()).unwrap()).await;
+        assert!(body.contains("Forgotten."), "{body}");
+        assert!(body.contains("Forget me"), "{body}");
     }
 }

@@ -27,6 +27,8 @@ pub struct IndexPage<'a> {
     /// A reply to show (after a press without JavaScript).
     pub reply: Option<&'a str>,
     pub reply_index: Option<usize>,
+    /// The visitor just ended their session.
+    pub forgotten: bool,
 }
 
 /// What a press swaps into the page.

@@ -13,7 +13,9 @@ use crate::common::process::ServerProcess;
 #[tokio::test]
 async fn every_acknowledged_press_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), &[]).await;
+    // Sixteen clients pressing as fast as they can from one address: no limits.
+    let mut server =
+        ServerProcess::start(dir.path(), &[("BUTTON_PRESS_LIMIT_PER_ADDRESS", "0")]).await;
     let http = reqwest::Client::new();
     let acked = Arc::new(Mutex::new(HashSet::new()));
 

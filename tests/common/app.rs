@@ -40,6 +40,11 @@ fn base_flags(data_dir: &Path) -> Vec<String> {
         "--secret",
         TEST_SECRET,
         "--no-fake-local-ip",
+        // Many presses from one address in a moment: the limits are tested on their own.
+        "--press-limit-per-address",
+        "0",
+        "--press-limit-per-session",
+        "0",
     ]
     .map(str::to_owned)
     .to_vec()
@@ -192,6 +197,14 @@ impl Publish for Watched {
 
     fn is_ready(&self) -> bool {
         self.inner.is_ready()
+    }
+
+    fn backlog(&self) -> Option<usize> {
+        self.inner.backlog()
+    }
+
+    fn spooled(&self) -> Option<button::publish::SpoolDepth> {
+        self.inner.spooled()
     }
 
     async fn close(&self) {

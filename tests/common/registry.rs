@@ -1,6 +1,7 @@
 //! A stand-in for a Confluent schema registry: the only stand-in in these tests,
 //! because no registry can run on this machine.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
@@ -9,23 +10,31 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 /// The registry: it speaks the two REST calls we use, and can be told to refuse
-/// schemas as incompatible.
+/// schemas as incompatible, or to answer schema lookups with 503 (an outage).
 pub struct Registry {
     pub url: String,
     pub refuse: Arc<Mutex<bool>>,
     pub schemas: Arc<Mutex<Vec<(String, String)>>>,
+    /// While set, `GET /schemas/ids/N` answers 503.
+    pub unavailable: Arc<AtomicBool>,
+    /// How many lookups got a 503.
+    pub unavailable_answers: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
 struct RegistryState {
     refuse: Arc<Mutex<bool>>,
     schemas: Arc<Mutex<Vec<(String, String)>>>,
+    unavailable: Arc<AtomicBool>,
+    unavailable_answers: Arc<AtomicUsize>,
 }
 
 pub async fn start_registry() -> Registry {
     let state = RegistryState {
         refuse: Arc::default(),
         schemas: Arc::default(),
+        unavailable: Arc::default(),
+        unavailable_answers: Arc::default(),
     };
     let app = Router::new()
         .route("/subjects/{subject}/versions", post(register))
@@ -38,6 +47,8 @@ pub async fn start_registry() -> Registry {
         url,
         refuse: state.refuse,
         schemas: state.schemas,
+        unavailable: state.unavailable,
+        unavailable_answers: state.unavailable_answers,
     }
 }
 
@@ -72,6 +83,13 @@ async fn schema_by_id(
     State(s): State<RegistryState>,
     Path(id): Path<usize>,
 ) -> (StatusCode, Json<serde_json::Value>) {
+    if s.unavailable.load(Ordering::SeqCst) {
+        s.unavailable_answers.fetch_add(1, Ordering::SeqCst);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error_code": 50301, "message": "Registry is starting"})),
+        );
+    }
     let all = s.schemas.lock().unwrap();
     match id.checked_sub(100).and_then(|i| all.get(i)) {
         Some((_, schema)) => (

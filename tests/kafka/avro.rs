@@ -1,10 +1,12 @@
 //! Avro in the Confluent wire format, with the schema registered at start.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
 use crate::common::app::test_args;
+use crate::common::eventually;
 use crate::common::kafka::{kafka_args, new_topic, read_topic};
 use crate::common::registry::start_registry;
 use crate::common::services;
@@ -60,6 +62,67 @@ async fn avro_records_decode_with_the_schema_fetched_from_the_registry() {
             .unwrap(),
         event
     );
+}
+
+/// An event framed with a schema our stand-in registry knows, and the client.
+async fn registered_event(
+    registry: &crate::common::registry::Registry,
+) -> (Vec<u8>, button::domain::PressEvent, SchemaRegistry) {
+    let client = SchemaRegistry::new(&registry.url.parse().unwrap()).unwrap();
+    let id = client
+        .register("presses-value", encoding::avro::SCHEMA_JSON)
+        .await
+        .unwrap();
+    let event = button::domain::PressEvent::new(
+        button::domain::Action::PressButton,
+        uuid::Uuid::new_v4(),
+        button::domain::Location::unknown(),
+        None,
+        std::time::SystemTime::now(),
+    );
+    (encoding::avro::encode(&event, id), event, client)
+}
+
+#[tokio::test]
+async fn while_the_registry_is_away_a_good_event_waits_instead_of_failing_to_decode() {
+    let registry = start_registry().await;
+    let (bytes, event, client) = registered_event(&registry).await;
+    registry.unavailable.store(true, Ordering::SeqCst);
+    let decoding =
+        tokio::spawn(async move { button::kafka::decode_value(&bytes, Some(&client)).await });
+    // Asked, refused, asked again: the decoder waits out the outage...
+    eventually("two refused lookups", Duration::from_secs(10), async || {
+        registry.unavailable_answers.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert!(
+        !decoding.is_finished(),
+        "gave up during the outage: {:?}",
+        decoding.await
+    );
+    // ...and decodes the event once the registry is back.
+    registry.unavailable.store(false, Ordering::SeqCst);
+    let decoded = tokio::time::timeout(Duration::from_secs(30), decoding)
+        .await
+        .expect("decoded after the registry came back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(decoded, event);
+}
+
+#[tokio::test]
+async fn a_schema_id_the_registry_does_not_know_is_a_decode_error_at_once() {
+    let registry = start_registry().await;
+    let (mut bytes, _, client) = registered_event(&registry).await;
+    bytes[1..5].copy_from_slice(&7777u32.to_be_bytes());
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        button::kafka::decode_value(&bytes, Some(&client)),
+    )
+    .await
+    .expect("no waiting for an unknown id")
+    .unwrap_err();
+    assert!(err.to_string().contains("Schema not found"), "{err}");
 }
 
 #[tokio::test]

@@ -74,6 +74,7 @@ async fn presses_fail_fast_while_the_broker_is_frozen_and_recover_without_a_rest
         spawn_app_with(|a| {
             a.kafka = kafka_args(&broker.addr, &topic);
             a.delivery_timeout = Duration::from_secs(2);
+            a.spool_max_mib = 0; // no spool: presses are refused during the outage
         })
         .await,
     );
@@ -141,4 +142,85 @@ async fn presses_fail_fast_while_the_broker_is_frozen_and_recover_without_a_rest
             "acknowledged press {id} is in the topic exactly once"
         );
     }
+}
+
+/// The event ids in `records`, first occurrences only, in partition order.
+fn ids_in_topic(records: &[crate::common::kafka::Record]) -> Vec<uuid::Uuid> {
+    let mut seen = std::collections::HashSet::new();
+    records
+        .iter()
+        .map(|r| button::encoding::decode(&r.value, None).unwrap().event_id)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+#[tokio::test]
+async fn while_the_broker_is_frozen_presses_are_spooled_and_replayed_in_order_after_a_restart() {
+    let Some(broker) = private_broker().await else {
+        return;
+    };
+    let topic = "spooled".to_owned();
+    button::kafka::admin::ensure_topic(&kafka_args(&broker.addr, &topic).require().unwrap(), 1, 1)
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let settings = |a: &mut button::cli::ServeArgs| {
+        a.kafka = kafka_args(&broker.addr, &topic);
+        a.delivery_timeout = Duration::from_secs(2);
+        a.data_dir = data.path().to_owned();
+    };
+    let app = spawn_app_with(settings).await;
+    let mut v = app.visitor("8.8.8.8");
+    let mut acked = Vec::new();
+    for _ in 0..3 {
+        let r = v.press().await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        acked.push(r.event_id().unwrap());
+    }
+
+    // The broker stops answering: presses are still acknowledged, from the spool.
+    signal(&broker.child, "STOP");
+    for _ in 0..20 {
+        let r = v.press().await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        acked.push(r.event_id().unwrap());
+    }
+    let ready = v.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK, "the spool takes presses");
+    assert!(
+        ready.body.contains("presses wait on disk for Kafka"),
+        "{}",
+        ready.body
+    );
+    let metrics = v.get("/metrics").await.body;
+    let spooled: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("button_spool_events "))
+        .expect("the spool gauge")
+        .parse()
+        .unwrap();
+    assert!(spooled >= 1.0, "{metrics}");
+
+    // A restart with presses in the spool: the new server replays them once the
+    // broker is back, before anything newer.
+    app.stop().await;
+    signal(&broker.child, "CONT");
+    let app = spawn_app_with(settings).await;
+    let mut v = app.visitor("8.8.8.8");
+    eventually(
+        "the spool to be replayed",
+        Duration::from_secs(60),
+        async || !v.get("/readyz").await.body.contains("spooled"),
+    )
+    .await;
+    let r = v.press().await;
+    assert_eq!(r.status, StatusCode::OK);
+    acked.push(r.event_id().unwrap());
+
+    let records = read_topic(&broker.addr, &topic, acked.len(), Duration::from_secs(30));
+    assert_eq!(
+        ids_in_topic(&records),
+        acked,
+        "every acknowledged press, in order"
+    );
 }

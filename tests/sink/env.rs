@@ -300,3 +300,24 @@ pub fn start_sink(flags: &[String]) -> Child {
         .spawn()
         .expect("the sink starts")
 }
+
+/// SIGTERM, then waits for the sink to exit 0: after it, the sink writes nothing more.
+pub async fn stop_sink(sink: &mut Child) {
+    let term = Command::new("kill")
+        .args(["-TERM", &sink.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = sink.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the sink did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+}

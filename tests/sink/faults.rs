@@ -1,7 +1,6 @@
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use button::stats::StatsSource;
@@ -9,7 +8,9 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::env::{assert_stores_hold, env, eventually, presses, start_sink, wait_for_total};
+use crate::env::{
+    assert_stores_hold, env, eventually, presses, start_sink, stop_sink, wait_for_total,
+};
 
 async fn pg_total(env: &crate::env::Env) -> u64 {
     env.pg().await.global().await.map(|g| g.total).unwrap_or(0)
@@ -38,9 +39,8 @@ async fn a_sink_killed_with_sigkill_mid_stream_and_restarted_loses_and_duplicate
     // rejoins should the coordinator leave the new member without partitions.
     let mut sink = start_sink(&flags);
     wait_for_total(&env, want, Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    sink.kill().unwrap();
-    sink.wait().unwrap();
+    // Stopped, it writes nothing more: a duplicate would be in the stores now.
+    stop_sink(&mut sink).await;
     assert_stores_hold(&env, &events).await;
 }
 
@@ -61,9 +61,7 @@ async fn two_sinks_share_the_topic_and_one_killed_midway_loses_nothing() {
     a.wait().unwrap();
     // The survivor takes over the dead member's partitions after the session timeout.
     wait_for_total(&env, want, Duration::from_secs(120)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    b.kill().unwrap();
-    b.wait().unwrap();
+    stop_sink(&mut b).await;
     assert_stores_hold(&env, &events).await;
 }
 
@@ -73,6 +71,7 @@ async fn two_sinks_share_the_topic_and_one_killed_midway_loses_nothing() {
 struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -81,15 +80,17 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
+        let refused = Arc::new(AtomicUsize::new(0));
         let (tx, _) = tokio::sync::watch::channel(0u64);
         let generation = Arc::new(tx);
-        let (u, g) = (up.clone(), generation.clone());
+        let (u, g, r) = (up.clone(), generation.clone(), refused.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
                     continue;
                 };
                 if !u.load(Ordering::SeqCst) {
+                    r.fetch_add(1, Ordering::SeqCst);
                     drop(client); // refused while down
                     continue;
                 }
@@ -109,8 +110,14 @@ impl Proxy {
         Proxy {
             port,
             up,
+            refused,
             generation,
         }
+    }
+
+    /// Connections refused so far (made while cut).
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     fn cut(&self) {
@@ -143,7 +150,14 @@ async fn a_database_down_for_a_while_pauses_the_sink_which_then_catches_up() {
     })
     .await;
     proxy.cut();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The sink keeps trying to reach the database, and keeps running.
+    let refused_at_cut = proxy.refused();
+    eventually(
+        "three refused reconnections",
+        Duration::from_secs(60),
+        async || proxy.refused() >= refused_at_cut + 3,
+    )
+    .await;
     assert!(
         !sink.is_finished(),
         "the sink must wait for the database, not exit"
@@ -156,11 +170,10 @@ async fn a_database_down_for_a_while_pauses_the_sink_which_then_catches_up() {
     proxy.restore();
 
     wait_for_total(&env, want, Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!sink.is_finished());
-    assert_stores_hold(&env, &events).await;
     stop.cancel();
     sink.await.unwrap().unwrap();
+    assert_stores_hold(&env, &events).await;
 }
 
 fn url_host_port(url: &str) -> String {
@@ -232,23 +245,7 @@ async fn sigterm_finishes_commits_the_offsets_and_exits_zero() {
     let mut sink = start_sink(&env.sink_flags("sigterm-test"));
     wait_for_total(&env, presses(&events), Duration::from_secs(60)).await;
 
-    let term = Command::new("kill")
-        .args(["-TERM", &sink.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = sink.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the sink did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(status.success(), "exit status {status}");
+    stop_sink(&mut sink).await;
 
     // The group's committed offsets cover every message: a new member starts after them.
     let consumer: BaseConsumer = ClientConfig::new()
@@ -274,4 +271,49 @@ async fn sigterm_finishes_commits_the_offsets_and_exits_zero() {
         events.len(),
         "committed offsets = messages in the topic"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_fails_permanently_makes_the_sink_unready_with_the_cause_and_loses_nothing() {
+    let Some(env) = env().await else { return };
+    let (pg, connection) = tokio_postgres::connect(&env.pg_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // A schema that no longer matches: every write fails, and retrying cannot help.
+    pg.batch_execute("ALTER TABLE button_presses RENAME COLUMN cohort TO cohort_was")
+        .await
+        .unwrap();
+    let events = env.produce(300, 26).await;
+    let status = format!("127.0.0.1:{}", crate::common::free_port());
+    let (stop, sink) = env.spawn_sink(&["--status-listen", &status]);
+    let get = async |path: &str| {
+        let r = reqwest::get(format!("http://{status}{path}")).await.ok()?;
+        Some((r.status().as_u16(), r.text().await.ok()?))
+    };
+
+    eventually("the sink to report itself unready", Duration::from_secs(60), async || {
+        matches!(get("/readyz").await, Some((503, body)) if body.contains("cohort"))
+    })
+    .await;
+    let (_, metrics) = get("/metrics").await.unwrap();
+    assert!(metrics.contains("button_sink_unready 1"), "{metrics}");
+    assert!(
+        metrics.contains("button_sink_write_failures_total{store=\"postgres\",kind=\"permanent\"}"),
+        "{metrics}"
+    );
+    assert_eq!(pg_total(&env).await, 0, "nothing skipped, nothing half written");
+
+    // Fixed: the same batches are written, and the sink is ready again.
+    pg.batch_execute("ALTER TABLE button_presses RENAME COLUMN cohort_was TO cohort")
+        .await
+        .unwrap();
+    wait_for_total(&env, presses(&events), Duration::from_secs(90)).await;
+    eventually("the sink to be ready again", Duration::from_secs(30), async || {
+        matches!(get("/readyz").await, Some((200, _)))
+    })
+    .await;
+    stop.cancel();
+    sink.await.unwrap().unwrap();
+    assert_stores_hold(&env, &events).await;
 }

@@ -3,14 +3,16 @@
 //! does with the dead members (the watchdog rejoins), with or without static
 //! membership.
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use button::domain::PressEvent;
 use button::stats::StatsSource;
 
-use crate::env::{Env, counted, env, eventually, expected, presses, sink_log, start_sink};
+use crate::env::{
+    Env, counted, env, eventually, expected, presses, sink_log, start_sink, stop_sink,
+};
 
 /// Events per second while the sinks die: the production outlasts the kills.
 const RATE: f64 = 1500.0;
@@ -53,7 +55,7 @@ async fn kill_three_times_while_producing(env: Env, extra_flags: &[&str]) {
 
     let events = producing.await.unwrap();
     wait_until_stored(&env, &events, Duration::from_secs(180), &mut sink.0, &log).await;
-    stop(&mut sink.0).await;
+    stop_sink(&mut sink.0).await;
     // After a clean stop nothing is in flight: the counts are final.
     let want = expected(&events);
     assert_eq!(counted(env.pg().await.as_ref()).await, want, "postgres");
@@ -151,25 +153,4 @@ fn differences(want: &[(String, u64)], got: &[(String, u64)]) -> String {
     } else {
         out.join(", ")
     }
-}
-
-/// SIGTERM, then waits for the sink to exit 0.
-async fn stop(sink: &mut Child) {
-    let term = Command::new("kill")
-        .args(["-TERM", &sink.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = sink.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the sink did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(status.success(), "exit status {status}");
 }

@@ -134,6 +134,11 @@ impl Publish for SqliteStore {
         }
     }
 
+    fn backlog(&self) -> Option<usize> {
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.as_ref().map(|s| s.max_capacity() - s.capacity())
+    }
+
     fn is_ready(&self) -> bool {
         self.health.is_healthy()
             && self

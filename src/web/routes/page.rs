@@ -12,6 +12,8 @@ use crate::web::{AppState, Visitor};
 pub struct IndexQuery {
     /// Set when a press without JavaScript redirected back here: show that reply.
     reply: Option<usize>,
+    /// Set by `/reset`: say that the old session is gone.
+    forgotten: Option<String>,
 }
 
 pub async fn index(
@@ -32,6 +34,7 @@ pub async fn index(
         attribution: &state.attribution,
         reply,
         reply_index: reply.and(q.reply),
+        forgotten: q.forgotten.is_some(),
     };
     (visitor.cookie(), Page(page)).into_response()
 }

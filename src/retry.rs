@@ -1,4 +1,4 @@
-//! Retrying failed writes: capped exponential backoff with full jitter (a random
+//! Retrying what failed (a store's write, a registry request): capped exponential backoff with full jitter (a random
 //! wait between zero and the current cap, so many sinks do not retry in step).
 
 use std::time::Duration;
