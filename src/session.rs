@@ -160,25 +160,28 @@ impl SessionCodec {
             })
     }
 
-    /// A `Set-Cookie` header value that deletes the session cookie.
-    pub fn clear_cookie(&self) -> String {
+    /// A `Set-Cookie` header value that deletes the session cookie; `https`: the
+    /// request came over HTTPS (see [`SessionCodec::set_cookie`]).
+    pub fn clear_cookie(&self, https: bool) -> String {
         Cookie::build((COOKIE_NAME, ""))
             .path("/")
             .http_only(true)
             .same_site(SameSite::Lax)
-            .secure(self.secure)
+            .secure(self.secure || https)
             .max_age(cookie::time::Duration::ZERO)
             .build()
             .to_string()
     }
 
-    /// A complete `Set-Cookie` header value for `session`.
-    pub fn set_cookie(&self, session: &Session, now: SystemTime) -> String {
+    /// A complete `Set-Cookie` header value for `session`. It is `Secure` when
+    /// the codec always says so (`--cookie-secure`) or the request came over
+    /// HTTPS (`https`, as a trusted proxy reports it).
+    pub fn set_cookie(&self, session: &Session, now: SystemTime, https: bool) -> String {
         Cookie::build((COOKIE_NAME, self.seal(session, now)))
             .path("/")
             .http_only(true)
             .same_site(SameSite::Lax)
-            .secure(self.secure)
+            .secure(self.secure || https)
             .max_age(cookie::time::Duration::seconds(SESSION_TTL.as_secs() as i64))
             .build()
             .to_string()
@@ -373,12 +376,20 @@ mod tests {
 
     #[test]
     fn set_cookie_is_http_only_and_lax() {
-        let h = codec().set_cookie(&session(), SystemTime::now());
+        let h = codec().set_cookie(&session(), SystemTime::now(), false);
         assert!(h.starts_with("button_session="), "{h}");
         for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=3600"] {
             assert!(h.contains(attr), "{attr} missing in {h}");
         }
         assert!(!h.contains("Secure"));
+    }
+
+    #[test]
+    fn a_cookie_sent_over_https_is_secure() {
+        let h = codec().set_cookie(&session(), SystemTime::now(), true);
+        assert!(h.contains("Secure"), "{h}");
+        assert!(codec().clear_cookie(true).contains("Secure"));
+        assert!(!codec().clear_cookie(false).contains("Secure"));
     }
 
     #[test]

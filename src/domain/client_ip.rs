@@ -121,6 +121,33 @@ impl TrustedProxies {
         }
         ClientIp::new(client)
     }
+
+    /// Whether a request from `peer` reached our nearest proxy over HTTPS, as that
+    /// proxy says (`Forwarded: proto=https`, else `X-Forwarded-Proto: https`; the
+    /// last value, the one it appended). Only a trusted peer is believed.
+    pub fn forwarded_https(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
+        if !self.contains(peer) {
+            return false;
+        }
+        let last = |name: &str| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .last()
+                .map(str::to_owned)
+        };
+        let proto = match last("forwarded") {
+            Some(element) => element
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("proto"))
+                .map(|(_, v)| v.trim().trim_matches('"').to_owned()),
+            None => last("x-forwarded-proto"),
+        };
+        proto.is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+    }
 }
 
 impl FromStr for TrustedProxies {
@@ -193,6 +220,24 @@ fn parse_node(s: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_at_the_proxy_is_believed_from_a_trusted_peer_only() {
+        let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        let with = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, axum::http::HeaderValue::from_static(value));
+            h
+        };
+        assert!(trusted.forwarded_https(proxy, &with("x-forwarded-proto", "https")));
+        assert!(trusted.forwarded_https(proxy, &with("forwarded", "for=1.2.3.4;proto=https")));
+        assert!(trusted.forwarded_https(proxy, &with("x-forwarded-proto", "http, https")));
+        assert!(!trusted.forwarded_https(proxy, &with("x-forwarded-proto", "http")));
+        assert!(!trusted.forwarded_https(proxy, &HeaderMap::new()));
+        assert!(!trusted.forwarded_https(stranger, &with("x-forwarded-proto", "https")));
+    }
 
     proptest::proptest! {
         #[test]

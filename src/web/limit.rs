@@ -9,12 +9,11 @@
 //! the address, nor matched across restarts.
 
 use std::hash::RandomState;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -23,6 +22,7 @@ use governor::{Quota, RateLimiter};
 use uuid::Uuid;
 
 use super::AppError;
+use super::visitor::peer;
 use crate::config::LimitConfig;
 use crate::domain::TrustedProxies;
 use crate::session::SessionCodec;
@@ -72,11 +72,9 @@ impl PressLimits {
     fn check(&self, request: &Request) -> Result<(), Duration> {
         let now = self.clock.now();
         if let Some(limiter) = &self.by_address {
-            let peer = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(Ipv4Addr::UNSPECIFIED.into(), |ConnectInfo(a)| a.ip());
-            let client = self.proxies.client_ip(peer, request.headers());
+            let client = self
+                .proxies
+                .client_ip(peer(request.extensions()), request.headers());
             let key = client.keyed_hash(&self.hasher);
             limiter
                 .check_key(&key)
@@ -131,6 +129,9 @@ pub async fn enforce(
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
+    use axum::extract::ConnectInfo;
     use axum::http::HeaderValue;
 
     use super::*;
@@ -180,7 +181,7 @@ mod tests {
             id: Uuid::new_v4(),
             location: crate::domain::Location::unknown(),
         };
-        let set = codec.set_cookie(&session, SystemTime::now());
+        let set = codec.set_cookie(&session, SystemTime::now(), false);
         let cookie = set.split(';').next().unwrap();
         for i in 0..3u8 {
             assert_eq!(l.check(&from([203, 0, 113, i], Some(cookie))), Ok(()));

@@ -4,13 +4,13 @@
 //! the trusted-proxy rule), looked up, and dropped; only the location is kept.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{Extensions, HeaderMap, HeaderValue};
 use uuid::Uuid;
 
 use super::AppState;
@@ -38,7 +38,10 @@ impl FromRequestParts<AppState> for Visitor {
         };
         // The hour counts from the last activity (to within a minute).
         let set_cookie = renew.then(|| {
-            HeaderValue::from_str(&state.sessions.set_cookie(&session, now))
+            let https = state
+                .proxies
+                .forwarded_https(peer(&parts.extensions), &parts.headers);
+            HeaderValue::from_str(&state.sessions.set_cookie(&session, now, https))
                 .expect("a sealed cookie is a valid header value")
         });
         Ok(Visitor {
@@ -49,13 +52,18 @@ impl FromRequestParts<AppState> for Visitor {
     }
 }
 
-fn new_session(parts: &Parts, state: &AppState) -> Session {
-    let peer = parts
-        .extensions
+/// The socket peer's address, from a request's extensions (the unspecified
+/// address when not known).
+pub fn peer(extensions: &Extensions) -> IpAddr {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-        .unwrap_or(Ipv4Addr::UNSPECIFIED.into());
-    let client = state.proxies.client_ip(peer, &parts.headers);
+        .map_or(Ipv4Addr::UNSPECIFIED.into(), |ConnectInfo(addr)| addr.ip())
+}
+
+fn new_session(parts: &Parts, state: &AppState) -> Session {
+    let client = state
+        .proxies
+        .client_ip(peer(&parts.extensions), &parts.headers);
     Session {
         id: Uuid::new_v4(),
         location: state.geo.locate(&client),

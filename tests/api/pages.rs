@@ -28,6 +28,27 @@ async fn visiting_the_page_sets_a_cookie_and_records_enter_page() {
 }
 
 #[tokio::test]
+async fn the_cookie_is_secure_when_the_trusted_proxy_says_the_visitor_came_over_https() {
+    let app = spawn_app().await;
+    let cookie = |proto: Option<&'static str>| {
+        let mut req = app
+            .http
+            .get(app.url("/"))
+            .header("x-forwarded-for", "8.8.8.8");
+        if let Some(p) = proto {
+            req = req.header("x-forwarded-proto", p);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            r.headers()["set-cookie"].to_str().unwrap().to_owned()
+        }
+    };
+    assert!(cookie(Some("https")).await.contains("; Secure"));
+    assert!(!cookie(Some("http")).await.contains("Secure"));
+    assert!(!cookie(None).await.contains("Secure"));
+}
+
+#[tokio::test]
 async fn every_response_forbids_other_origins_and_the_page_uses_none() {
     let app = spawn_app().await;
     let mut v = app.visitor("8.8.8.8");

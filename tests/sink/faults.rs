@@ -292,9 +292,11 @@ async fn a_store_that_fails_permanently_makes_the_sink_unready_with_the_cause_an
         Some((r.status().as_u16(), r.text().await.ok()?))
     };
 
-    eventually("the sink to report itself unready", Duration::from_secs(60), async || {
-        matches!(get("/readyz").await, Some((503, body)) if body.contains("cohort"))
-    })
+    eventually(
+        "the sink to report itself unready",
+        Duration::from_secs(60),
+        async || matches!(get("/readyz").await, Some((503, body)) if body.contains("cohort")),
+    )
     .await;
     let (_, metrics) = get("/metrics").await.unwrap();
     assert!(metrics.contains("button_sink_unready 1"), "{metrics}");
@@ -302,16 +304,22 @@ async fn a_store_that_fails_permanently_makes_the_sink_unready_with_the_cause_an
         metrics.contains("button_sink_write_failures_total{store=\"postgres\",kind=\"permanent\"}"),
         "{metrics}"
     );
-    assert_eq!(pg_total(&env).await, 0, "nothing skipped, nothing half written");
+    assert_eq!(
+        pg_total(&env).await,
+        0,
+        "nothing skipped, nothing half written"
+    );
 
     // Fixed: the same batches are written, and the sink is ready again.
     pg.batch_execute("ALTER TABLE button_presses RENAME COLUMN cohort_was TO cohort")
         .await
         .unwrap();
     wait_for_total(&env, presses(&events), Duration::from_secs(90)).await;
-    eventually("the sink to be ready again", Duration::from_secs(30), async || {
-        matches!(get("/readyz").await, Some((200, _)))
-    })
+    eventually(
+        "the sink to be ready again",
+        Duration::from_secs(30),
+        async || matches!(get("/readyz").await, Some((200, _))),
+    )
     .await;
     stop.cancel();
     sink.await.unwrap().unwrap();

@@ -4,13 +4,18 @@
 
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::web::AppState;
+use crate::web::visitor::peer;
 
-pub async fn forget(State(state): State<AppState>) -> Response {
+pub async fn forget(State(state): State<AppState>, parts: Parts) -> Response {
+    let https = state
+        .proxies
+        .forwarded_https(peer(&parts.extensions), &parts.headers);
     (
-        [(SET_COOKIE, state.sessions.clear_cookie())],
+        [(SET_COOKIE, state.sessions.clear_cookie(https))],
         Redirect::to("/?forgotten=1"),
     )
         .into_response()
