@@ -10,6 +10,8 @@
 #                            the tests (or the benchmarks), one per line
 #   need_commands CMD...     exits with a hint when a command is missing
 #   release_bin              prints the path of the release build of `button`
+#   bench_bin                the binary a benchmark runs: $BUTTON_BIN (another build, to
+#                            compare in one session), else a fresh release build
 
 # Where builds and the Tansu broker are kept between runs, outside the repository.
 button_cache="${BUTTON_CACHE_DIR:-$HOME/.cache/button}"
@@ -133,4 +135,13 @@ release_bin() {
   local target="${CARGO_TARGET_DIR:-target}"
   [[ "$target" == /* ]] || target="$PWD/$target"
   echo "$target/release/button"
+}
+
+bench_bin() {
+  if [[ -n "${BUTTON_BIN:-}" ]]; then
+    echo "$BUTTON_BIN"
+  else
+    cargo build --release --locked --quiet >&2
+    release_bin
+  fi
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::domain::PressEvent;
+use crate::domain::{Action, PressEvent};
 use crate::publish::{Publish, PublishError};
 use crate::telemetry::metric;
 
@@ -22,26 +22,58 @@ impl<P> Metered<P> {
     }
 }
 
-/// The outcome label of a publish.
-fn outcome(result: &Result<(), PublishError>) -> &'static str {
+/// The outcome labels, in the order [`outcome`] numbers them.
+const OUTCOMES: [&str; 5] = ["stored", "overloaded", "timeout", "closed", "unavailable"];
+
+/// The outcome of a publish, as an index into [`OUTCOMES`].
+fn outcome(result: &Result<(), PublishError>) -> usize {
     match result {
-        Ok(()) => "stored",
-        Err(PublishError::Overloaded) => "overloaded",
-        Err(PublishError::Timeout(_)) => "timeout",
-        Err(PublishError::Closed) => "closed",
-        Err(PublishError::Unavailable(_)) => "unavailable",
+        Ok(()) => 0,
+        Err(PublishError::Overloaded) => 1,
+        Err(PublishError::Timeout(_)) => 2,
+        Err(PublishError::Closed) => 3,
+        Err(PublishError::Unavailable(_)) => 4,
     }
+}
+
+/// The metrics' handles, looked up once rather than on every event.
+struct Handles {
+    seconds: metrics::Histogram,
+    /// By action (enter page, press), then outcome.
+    events: [[metrics::Counter; OUTCOMES.len()]; 2],
+}
+
+fn handles() -> &'static Handles {
+    static HANDLES: std::sync::OnceLock<Handles> = std::sync::OnceLock::new();
+    HANDLES.get_or_init(|| {
+        crate::telemetry::prometheus(); // a handle taken before it would count nothing
+        let by_outcome = |action: Action| {
+            OUTCOMES.map(
+                |o| metrics::counter!(metric::EVENTS, "action" => action.as_str(), "outcome" => o),
+            )
+        };
+        Handles {
+            seconds: metrics::histogram!(metric::PUBLISH_SECONDS),
+            events: [
+                by_outcome(Action::EnterPage),
+                by_outcome(Action::PressButton),
+            ],
+        }
+    })
 }
 
 #[async_trait]
 impl<P: Publish> Publish for Metered<P> {
     async fn publish(&self, event: PressEvent) -> Result<(), PublishError> {
-        let action = event.action.as_str();
+        let action = match event.action {
+            Action::EnterPage => 0,
+            Action::PressButton => 1,
+        };
         let started = Instant::now();
         let result = self.inner.publish(event).await;
-        metrics::histogram!(metric::PUBLISH_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::counter!(metric::EVENTS, "action" => action, "outcome" => outcome(&result))
-            .increment(1);
+        let h = handles();
+        h.seconds.record(started.elapsed().as_secs_f64());
+        h.events[action][outcome(&result)].increment(1);
         result
     }
 
@@ -77,7 +109,7 @@ mod tests {
             outcome(&Err(PublishError::Closed)),
             outcome(&Err(PublishError::Unavailable("x".into()))),
         ];
-        let distinct: std::collections::BTreeSet<_> = labels.iter().collect();
-        assert_eq!(distinct.len(), labels.len());
+        let distinct: std::collections::BTreeSet<_> = labels.iter().map(|i| OUTCOMES[*i]).collect();
+        assert_eq!(distinct.len(), OUTCOMES.len());
     }
 }

@@ -87,10 +87,10 @@ impl AppState {
 
 /// The application's routes and middleware around `state`.
 pub fn router(state: AppState) -> Router {
+    // Presses from this site's pages only, and within the limits: layers of that
+    // route (inside `finish`, which renders their 403 and 429).
     routes::routes(state.limits.clone())
         .with_state(state)
-        // State changes from this site's pages only (inside `finish`, which renders the 403).
-        .layer(axum::middleware::from_fn(origin::same_origin))
         // Error bodies for their audience (fragment, JSON, page); causes logged once.
         .layer(axum::middleware::from_fn(error::finish))
         // Presses are tiny; anything bigger is not ours.
@@ -101,9 +101,9 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(10),
         ))
         // Outside everything that can answer by itself (limits, timeouts): security
-        // headers on every response, and every response counted by status.
-        .layer(axum::middleware::map_response(secure))
-        .layer(axum::middleware::map_response(count_response))
+        // headers on every response, and every response counted by status (one
+        // layer for both: each layer costs a little on every request).
+        .layer(axum::middleware::map_response(outgoing))
         // Spans carry method and path only: never the peer address. Failures are
         // logged once, with their cause, by `finish`; not again here.
         .layer(TraceLayer::new_for_http().on_failure(()))
@@ -129,11 +129,12 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
     ),
 ];
 
-async fn secure(mut response: axum::response::Response) -> axum::response::Response {
+async fn outgoing(mut response: axum::response::Response) -> axum::response::Response {
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, value);
     }
+    count_response(response.status());
     response
 }
 
@@ -221,11 +222,23 @@ impl Server {
     }
 }
 
-/// Counts the response by its status.
-async fn count_response(response: axum::response::Response) -> axum::response::Response {
-    metrics::counter!(crate::telemetry::metric::RESPONSES, "status" => response.status().as_str().to_owned())
+/// Counts a response by its status. Each status's counter is looked up once, not
+/// on every response.
+fn count_response(status: axum::http::StatusCode) {
+    static BY_STATUS: std::sync::OnceLock<Vec<std::sync::OnceLock<metrics::Counter>>> =
+        std::sync::OnceLock::new();
+    let counters =
+        BY_STATUS.get_or_init(|| (100..1000).map(|_| std::sync::OnceLock::new()).collect());
+    // StatusCode is always 100..=999.
+    let Some(counter) = counters.get(usize::from(status.as_u16()).saturating_sub(100)) else {
+        return;
+    };
+    counter
+        .get_or_init(|| {
+            crate::telemetry::prometheus(); // a handle taken before it would count nothing
+            metrics::counter!(crate::telemetry::metric::RESPONSES, "status" => status.as_str().to_owned())
+        })
         .increment(1);
-    response
 }
 
 /// Every minute, drops the rate-limit buckets of clients that stopped pressing,

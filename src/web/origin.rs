@@ -1,7 +1,7 @@
-//! Same-origin only for state changes: a `POST` (or any method that is not
-//! `GET`, `HEAD` or `OPTIONS`) made by another site's page is refused with 403
-//! before a handler runs, so no site can press the button with a visitor's
-//! cookie. Browsers say where a request comes from: `Sec-Fetch-Site` (every
+//! Same-origin only for state changes: a `POST /press` (or any method that is not
+//! `GET`, `HEAD` or `OPTIONS` on a route this guards) made by another site's page
+//! is refused with 403 before the handler runs, so no site can press the button
+//! with a visitor's cookie. (`/reset` only ends a session: harmless if forged.) Browsers say where a request comes from: `Sec-Fetch-Site` (every
 //! current one), else `Origin`. Programs (`curl`, `button generate --http`) send
 //! neither and pass: they cannot carry a visitor's cookie anyway.
 
