@@ -192,13 +192,6 @@ impl<C: ConsumerContext + 'static> Reader<C> {
         }
     }
 
-    /// Leaves the consumer group and joins it again, as a new member: the
-    /// coordinator then hands out the partitions afresh.
-    pub fn rejoin(&self) -> KafkaResult<()> {
-        self.consumer.unsubscribe();
-        self.consumer.subscribe(&[&self.topic])
-    }
-
     /// Leaves the consumer group (its partitions move to the other members now,
     /// not after the session timeout).
     pub fn leave(&self) {

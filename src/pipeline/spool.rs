@@ -480,4 +480,45 @@ mod tests {
             "{err}"
         );
     }
+
+    /// A destination that never takes an event: a stand-in for a broker that is
+    /// away, so that this test controls nothing but the spool's bound (the
+    /// outage test in tests/kafka/outage.rs uses a real, frozen broker).
+    struct Away;
+
+    #[async_trait]
+    impl Publish for Away {
+        async fn publish(&self, _: PressEvent) -> Result<(), PublishError> {
+            Err(PublishError::Unavailable("away".into()))
+        }
+        fn is_ready(&self) -> bool {
+            false
+        }
+        async fn close(&self) {}
+    }
+
+    #[tokio::test]
+    async fn a_full_spool_refuses_presses_and_says_it_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = 3 * line(&event()).len() as u64;
+        let spool = Spooled::open(Arc::new(Away), dir.path(), room).unwrap();
+        for _ in 0..3 {
+            spool.publish(event()).await.unwrap();
+        }
+        assert_eq!(spool.spooled().unwrap().events, 3);
+        assert!(matches!(
+            spool.publish(event()).await,
+            Err(PublishError::Overloaded)
+        ));
+        assert!(
+            !spool.is_ready(),
+            "full, with the destination away: not ready"
+        );
+        assert_eq!(
+            spool.spooled().unwrap().events,
+            3,
+            "the refused press is not kept"
+        );
+        spool.close().await;
+    }
 }

@@ -74,21 +74,28 @@ fn partitions(tpl: &TopicPartitionList) -> BTreeSet<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
+/// Makes a group reader: the sink's member of its group.
+pub type Connect = Box<dyn Fn() -> anyhow::Result<Reader<SinkContext>> + Send + Sync>;
+
 /// The consumer group as the loop's input.
 pub struct GroupInput {
     reader: Reader<SinkContext>,
+    connect: Connect,
     upkeep: Upkeep,
     health: Arc<Health>,
 }
 
 impl GroupInput {
-    /// Reads with `reader`; `health` says whether the stores take writes.
-    pub fn new(reader: Reader<SinkContext>, upkeep: Upkeep, health: Arc<Health>) -> Self {
-        GroupInput {
-            reader,
+    /// Reads with a reader from `connect`, which makes a new one (a new member)
+    /// whenever the watchdog asks for a rejoin; `health` says whether the stores
+    /// take writes.
+    pub fn new(connect: Connect, upkeep: Upkeep, health: Arc<Health>) -> anyhow::Result<Self> {
+        Ok(GroupInput {
+            reader: connect()?,
+            connect,
             upkeep,
             health,
-        }
+        })
     }
 
     /// Commits what was stored and, unless `stay` (a static member, whose
@@ -126,9 +133,21 @@ impl Input for GroupInput {
 
     fn upkeep(&mut self) -> anyhow::Result<()> {
         let unready = self.health.unready();
-        self.upkeep
-            .tick(&self.reader, unready.as_deref())
-            .with_context(|| format!("cannot subscribe to {} again", self.reader.topic()))
+        if self.upkeep.tick(&self.reader, unready.as_deref()) {
+            // A new consumer, not an unsubscribe and subscribe: Tansu 0.6 has been
+            // seen to leave a static member joining for good, resubscribed or not,
+            // while a new client with the same instance id is let in at once.
+            if let Err(e) = self.reader.commit_stored() {
+                tracing::warn!("offset commit before rejoining failed: {e}");
+            }
+            self.reader = (self.connect)().with_context(|| {
+                format!(
+                    "cannot join the group again to read {}",
+                    self.reader.topic()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     fn storing(&mut self) {
@@ -193,14 +212,15 @@ impl Upkeep {
             .maybe_log(lag.as_ref().map(|r| &r.lag), unready, Instant::now());
     }
 
-    /// Logs progress when due; rejoins the group when the watchdog says so.
-    pub fn tick(&mut self, reader: &Reader<SinkContext>, unready: Option<&str>) -> KafkaResult<()> {
+    /// Logs progress when due; `true` when the watchdog says to rejoin the group
+    /// (the reason is logged here).
+    pub fn tick(&mut self, reader: &Reader<SinkContext>, unready: Option<&str>) -> bool {
         self.log_progress(unready);
         let now = Instant::now();
         let lag = self.lag.borrow().clone();
         self.watchdog.observe(reader.context().owned(), now);
         let Some(stall) = self.watchdog.check(lag.as_ref(), now) else {
-            return Ok(());
+            return false;
         };
         let why = if stall.members == Some(1) {
             "the coordinator lists it as the group's only member".to_owned()
@@ -222,7 +242,7 @@ impl Upkeep {
             describe(&stall.owned),
             stall.owned_for.as_secs(),
         );
-        reader.rejoin()
+        true
     }
 }
 

@@ -166,12 +166,17 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     let kafka = args.kafka.require()?;
     let destinations = Destinations::build(&kafka, stores).await?;
     let registry = SchemaRegistry::configured(args.registry.config().as_ref())?;
-    let reader = Reader::group(
-        &kafka,
-        registry,
-        &args.group_options(),
-        SinkContext::default(),
-    )?;
+    let connect: member::Connect = {
+        let (kafka, options) = (kafka.clone(), args.group_options());
+        Box::new(move || {
+            Ok(Reader::group(
+                &kafka,
+                registry.clone(),
+                &options,
+                SinkContext::default(),
+            )?)
+        })
+    };
 
     // The lag probe runs beside the loop, with a client of its own.
     let probe_stop = shutdown.child_token();
@@ -189,7 +194,7 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     let upkeep = Upkeep::new(args.progress_every, SESSION_TIMEOUT, lag);
 
     tracing::info!(topic = %kafka.topic, group = %args.group, instance_id = args.instance_id, stores = ?destinations.names(), "sink started");
-    let mut input = GroupInput::new(reader, upkeep, destinations.health());
+    let mut input = GroupInput::new(connect, upkeep, destinations.health())?;
     steps::run(
         &mut input,
         &destinations,

@@ -94,3 +94,59 @@ pub fn local_addr(listener: &TcpListener) -> SocketAddr {
         .local_addr()
         .expect("a bound listener has an address")
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// Sends a request on `stream` and reads until the response's body ("ok").
+    async fn ask(stream: &mut TcpStream) -> String {
+        stream.write_all(GET).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 1024];
+        while !got.ends_with(b"ok") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_wait_until_one_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, 1, stop.clone()));
+
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        assert!(ask(&mut first).await.starts_with("HTTP/1.1 200"));
+        // The first connection stays open (keep-alive): the second is not served...
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(300), ask(&mut second)).await;
+        assert!(waiting.is_err(), "served beyond the cap");
+        // ...until the first closes.
+        drop(first);
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        drop(second);
+        let answered = tokio::time::timeout(Duration::from_secs(5), ask(&mut third)).await;
+        assert!(
+            answered
+                .expect("served once a place was free")
+                .starts_with("HTTP/1.1 200")
+        );
+
+        stop.cancel();
+        drop(third);
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("stops once its connections are gone")
+            .unwrap();
+    }
+}
