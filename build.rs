@@ -10,6 +10,14 @@ use std::process::Command;
 const REQUIRED: &[(&str, &str)] = &[
     ("BUTTON_HTMX_JS", "node_modules/htmx.org/dist/htmx.min.js"),
     (
+        "BUTTON_HTMX_SSE_JS",
+        "node_modules/htmx-ext-sse/dist/sse.min.js",
+    ),
+    (
+        "BUTTON_WORLD_ATLAS",
+        "node_modules/world-atlas/countries-110m.json",
+    ),
+    (
         "BUTTON_DEFAULT_MMDB",
         "node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb",
     ),

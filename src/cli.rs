@@ -55,6 +55,9 @@ pub enum Command {
     Generate(crate::generate::GenerateArgs),
     /// Consume the topic into PostgreSQL and/or ClickHouse, effectively once.
     Sink(crate::sink::SinkArgs),
+    /// Print the click patterns (per minute, per session, gaps) from the topic or
+    /// the embedded store.
+    Analyze(crate::analyze::AnalyzeArgs),
 }
 
 /// Stores `serve` can read statistics from when events go to Kafka.
@@ -127,6 +130,12 @@ pub struct ServeArgs {
     /// worth; more get 429. 0 turns the limit off.
     #[arg(long, env = "BUTTON_PRESS_LIMIT_PER_SESSION", default_value_t = 10)]
     pub press_limit_per_session: u32,
+
+    /// Public views (the dashboard, its map and ticker, `/api/stats`) leave out
+    /// countries with fewer presses than this, so that a country with one or two
+    /// visitors does not single them out. 1 shows every country.
+    #[arg(long, env = "BUTTON_MIN_COUNT", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_count: u64,
 
     /// Kafka: when brokers are given, events go to the topic instead of the
     /// embedded store.
@@ -213,6 +222,7 @@ impl ServeArgs {
             cohort: self.cohort,
             cookie_secure: self.cookie_secure,
             max_connections: self.max_connections as usize,
+            min_count: self.min_count,
             limits: LimitConfig {
                 per_address: NonZeroU32::new(self.press_limit_per_address),
                 per_session: NonZeroU32::new(self.press_limit_per_session),

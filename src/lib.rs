@@ -4,6 +4,7 @@
 //! address), is stored durably before the visitor is answered, and is counted by
 //! country on the stats page. See the README for the architecture.
 
+pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -11,7 +12,9 @@ pub mod encoding;
 pub mod generate;
 pub mod geo;
 pub mod kafka;
+pub mod live;
 pub mod migrate;
+pub mod patterns;
 pub mod pipeline;
 pub mod publish;
 pub mod replies;

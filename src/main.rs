@@ -23,6 +23,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Tail(args)) => button::tail::run(args, shutdown).await,
         Some(Command::Generate(args)) => button::generate::run(args, shutdown).await,
         Some(Command::Sink(args)) => button::sink::run(args, shutdown).await,
+        Some(Command::Analyze(args)) => button::analyze::run(args, shutdown).await,
     };
     report(result)
 }

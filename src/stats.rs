@@ -153,6 +153,14 @@ impl StatsService {
         }
     }
 
+    /// The shared part, asked of the store now (the cache is refreshed too).
+    pub async fn global_fresh(&self) -> Result<Arc<GlobalStats>, StatsError> {
+        let mut slot = self.global.lock().await;
+        let g = Arc::new(self.source.global().await?);
+        *slot = Some((Instant::now(), g.clone()));
+        Ok(g)
+    }
+
     /// The shared part, at most `ttl` old.
     pub async fn global(&self) -> Result<Arc<GlobalStats>, StatsError> {
         // Holding the lock across the query makes concurrent viewers wait for one
@@ -181,11 +189,13 @@ impl StatsService {
         Ok(n)
     }
 
-    /// Everything a viewer from `location` in session `session_id` sees.
+    /// Everything a viewer from `location` in session `session_id` sees, with
+    /// countries below `min_count` presses left out (see [`public`]).
     pub async fn for_viewer(
         &self,
         session_id: Uuid,
         location: &Location,
+        min_count: u64,
     ) -> Result<Stats, StatsError> {
         let global = self.global().await?;
         let session = self.source.session_presses(session_id).await?;
@@ -200,7 +210,7 @@ impl StatsService {
             .max(last_hour);
         Ok(Stats {
             total: global.total,
-            by_country: global.by_country.clone(),
+            by_country: public(&global.by_country, min_count),
             session: SessionStats { presses: session },
             your_country: YourCountry {
                 country_code: location.country_code.clone(),
@@ -210,6 +220,16 @@ impl StatsService {
             },
         })
     }
+}
+
+/// The countries with at least `min_count` presses: what public views show, so
+/// that a country with one or two visitors does not single them out.
+pub fn public(countries: &[CountryPresses], min_count: u64) -> Vec<CountryPresses> {
+    countries
+        .iter()
+        .filter(|c| c.presses >= min_count)
+        .cloned()
+        .collect()
 }
 
 /// Share of `part` in `total` as a percentage string with one decimal.
@@ -260,6 +280,22 @@ mod tests {
             assert_eq!(t.await.unwrap(), 3);
         }
         assert_eq!(source.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn public_views_hide_countries_below_the_minimum() {
+        let row = |code: &str, presses| CountryPresses {
+            country_code: code.into(),
+            country_name: code.into(),
+            presses,
+        };
+        let all = [row("US", 9), row("FI", 3), row("IS", 2)];
+        let shown: Vec<String> = public(&all, 3)
+            .into_iter()
+            .map(|c| c.country_code)
+            .collect();
+        assert_eq!(shown, ["US", "FI"]);
+        assert_eq!(public(&all, 1).len(), 3);
     }
 
     #[test]

@@ -9,16 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use rdkafka::ClientContext;
-use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaArgs, RegistryArgs};
 use crate::domain::PressEvent;
 use crate::encoding;
 use crate::kafka::SchemaRegistry;
-use crate::kafka::reader::{Next, Reader, Start};
+use crate::kafka::reader::{Next, QuietEof, Reader, Start};
 
 /// Settings of `button tail`.
 #[derive(Debug, Clone, Args)]
@@ -52,20 +49,6 @@ pub struct TailArgs {
     #[arg(long, default_value = "5s", value_parser = crate::config::parse::duration)]
     pub idle_timeout: Duration,
 }
-
-/// Reaching the end of a partition is how `tail` knows it is done, not an error
-/// worth a log line; everything else is logged as usual.
-pub struct QuietEof;
-
-impl ClientContext for QuietEof {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::error!("librdkafka: {error}: {reason}");
-        }
-    }
-}
-
-impl ConsumerContext for QuietEof {}
 
 /// One readable line for an event.
 pub fn format_line(e: &PressEvent) -> String {

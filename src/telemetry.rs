@@ -49,6 +49,8 @@ pub mod metric {
     pub const BACKLOG: &str = "button_event_backlog";
     /// Gauge: clients (address hashes and sessions) with a press-limit bucket.
     pub const LIMITED_CLIENTS: &str = "button_rate_limit_clients";
+    /// Gauge: dashboards following the live stream (`/stats/live`).
+    pub const SSE_VIEWERS: &str = "button_sse_viewers";
     /// Gauge: events in the disk spool, waiting for Kafka.
     pub const SPOOL_EVENTS: &str = "button_spool_events";
     /// Gauge: bytes of the disk spool file.
@@ -96,6 +98,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
             metric::BACKLOG,
             "Events accepted and not yet durable (embedded queue, or in flight to Kafka)."
         );
+        metrics::describe_gauge!(metric::SSE_VIEWERS, "Dashboards following the live stream.");
         metrics::describe_gauge!(
             metric::SPOOL_EVENTS,
             "Events in the disk spool, waiting for Kafka."

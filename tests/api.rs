@@ -7,6 +7,7 @@ mod common;
 mod api {
     mod crash;
     mod hostile;
+    mod live;
     mod pages;
     mod press;
     mod privacy;

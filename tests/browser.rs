@@ -1,5 +1,7 @@
 //! A real headless Chromium (Debian's `chromium` + `chromium-driver`) presses the
-//! button: the reply changes without a page load, and the stats page counts it.
+//! button: the reply changes without a page load, the stats page counts it, and
+//! the open dashboard shows a press from another session live (map, total,
+//! ticker); a screenshot of it is saved under `target/screenshots/`.
 //! How a missing browser is reported: see `common::services`.
 
 mod common;
@@ -149,6 +151,67 @@ async fn pressing_the_button_in_chromium_swaps_the_reply_and_counts_on_stats() {
     assert_eq!(total.text().await.unwrap(), "2");
     let mine = c.find(Locator::Id("session-presses")).await.unwrap();
     assert_eq!(mine.text().await.unwrap(), "2");
+
+    // The dashboard is live: a press from another session shows on this page
+    // without a reload (the mark would not survive one).
+    c.execute("window.__sameDocument = true; return true;", vec![])
+        .await
+        .unwrap();
+    eventually(
+        "the dashboard to follow the live stream",
+        Duration::from_secs(10),
+        async || {
+            let status = c.find(Locator::Id("live-status")).await.unwrap();
+            status.text().await.unwrap().starts_with("Live:")
+        },
+    )
+    .await;
+    let mut elsewhere = app.visitor("193.0.6.139"); // the Netherlands
+    assert_eq!(elsewhere.press().await.status, reqwest::StatusCode::OK);
+    let nl = "document.querySelector('path[data-code=\"NL\"]')";
+    eventually(
+        "the press to show on the open dashboard: total, map and ticker",
+        Duration::from_secs(10),
+        async || {
+            let total = c.find(Locator::Id("total")).await.unwrap().text().await.unwrap();
+            let shape = c
+                .execute(
+                    &format!("var p = {nl}; return [p.getAttribute('data-count'), p.getAttribute('class')];"),
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let ticker = c.find(Locator::Id("ticker")).await.unwrap().text().await.unwrap();
+            total == "3"
+                && shape[0] == "1"
+                && shape[1].as_str().is_some_and(|c| c.starts_with("country l") && c != "country l0")
+                && ticker.contains("Netherlands")
+        },
+    )
+    .await;
+    let same = c
+        .execute("return window.__sameDocument === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(same, serde_json::json!(true), "the dashboard reloaded");
+    // A click (or tap) on a country keeps its count on show.
+    c.execute(
+        &format!("{nl}.dispatchEvent(new MouseEvent('click', {{bubbles: true}})); return true;"),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let info = c.find(Locator::Id("map-info")).await.unwrap();
+    assert_eq!(info.text().await.unwrap(), "Netherlands: 1 press");
+
+    // The dashboard as a test artifact, to look at.
+    c.set_window_size(1280, 1600).await.unwrap();
+    let png = c.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join("dashboard.png");
+    std::fs::write(&shot, png).unwrap();
+    eprintln!("dashboard screenshot: {}", shot.display());
 
     c.close().await.unwrap();
     app.stop().await;

@@ -7,6 +7,7 @@ mod common;
 mod kafka {
     mod avro;
     mod generate;
+    mod live;
     mod original;
     mod outage;
     mod produce;

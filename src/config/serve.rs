@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub limits: LimitConfig,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Public views leave out countries with fewer presses than this.
+    pub min_count: u64,
     /// Where events go and where statistics come from.
     pub pipeline: PipelineConfig,
 }

@@ -17,7 +17,7 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::{ConfigError, SchemaRegistry, client_config, decode_value};
 use crate::config::KafkaConfig;
@@ -139,12 +139,19 @@ impl<C: ConsumerContext + 'static> Reader<C> {
             !partitions.is_empty(),
             "topic {topic} does not exist (create it with `button migrate`)"
         );
-        let offset = match start {
-            Start::Beginning => Offset::Beginning,
-            Start::End => Offset::End,
-        };
         let mut tpl = TopicPartitionList::new();
         for p in &partitions {
+            let offset = match start {
+                Start::Beginning => Offset::Beginning,
+                // Resolved now rather than at the first fetch: whatever is written
+                // after this call returns is read.
+                Start::End => {
+                    let (_, high) = consumer
+                        .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                        .with_context(|| format!("cannot find the end of {topic}/{p}"))?;
+                    Offset::Offset(high)
+                }
+            };
             tpl.add_partition_offset(topic, *p, offset)?;
         }
         consumer.assign(&tpl)?;
@@ -278,3 +285,17 @@ mod tests {
         assert_eq!(config.get("group.instance.id"), None);
     }
 }
+
+/// Reaching the end of a partition is how an unmanaged reader (`tail`, `analyze`) knows it is done, not an error
+/// worth a log line; everything else is logged as usual.
+pub struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}

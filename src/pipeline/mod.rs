@@ -13,6 +13,9 @@
 //! <dest>    the embedded SQLite store, or the Kafka producer
 //! ```
 //!
+//! The live view follows what the stack commits: the tap in the embedded mode,
+//! the topic itself with Kafka (see [`crate::live`]).
+//!
 //! Statistics come from one [`StatsService`] over one [`StatsSource`]: the embedded
 //! store, the PostgreSQL or ClickHouse store the sink fills, or none. Store
 //! connections are opened lazily, so `serve` starts while a statistics store is
@@ -33,6 +36,7 @@ pub use tap::{Tap, Tapped};
 
 use crate::config::{PipelineConfig, StatsConfig};
 use crate::kafka::KafkaPublisher;
+use crate::live::Source;
 use crate::publish::Publish;
 use crate::stats::{NotConfigured, StatsService, StatsSource};
 use crate::store::SqliteStore;
@@ -50,42 +54,49 @@ pub struct Pipeline {
     pub tap: Tap,
     /// Statistics, cached.
     pub stats: Arc<StatsService>,
+    /// Where the live view follows committed presses: the tap, or the topic.
+    pub live: Source,
 }
 
 impl Pipeline {
     /// Opens the destination and the statistics source, and stacks the layers.
     pub async fn build(config: &PipelineConfig) -> anyhow::Result<Self> {
-        let (destination, stats): (Arc<dyn Publish>, Arc<dyn StatsSource>) = match config {
-            PipelineConfig::Embedded(c) => {
-                let store = Arc::new(SqliteStore::open(&c.data_dir, c.queue_capacity)?);
-                tracing::info!(path = %store.path().display(), "embedded event store open");
-                // One store, two roles: the same `Arc` behind both trait objects.
-                (store.clone(), store)
-            }
-            PipelineConfig::Kafka(c) => {
-                let encoder =
-                    crate::kafka::producer::encoder(c.format, &c.kafka, c.registry.as_ref())
-                        .await?;
-                let producer =
-                    Arc::new(KafkaPublisher::new(&c.kafka, encoder, c.delivery_timeout)?);
-                tracing::info!(topic = %c.kafka.topic, format = ?c.format, "producing events to Kafka");
-                let destination: Arc<dyn Publish> = match &c.spool {
-                    None => producer,
-                    Some(spool) => Arc::new(
-                        Spooled::open(producer, &spool.dir, spool.max_bytes).with_context(
-                            || format!("cannot open the spool in {}", spool.dir.display()),
-                        )?,
-                    ),
-                };
-                (destination, stats_source(&c.stats)?)
-            }
-        };
         let tap = Tap::new();
+        let (destination, stats, live): (Arc<dyn Publish>, Arc<dyn StatsSource>, Source) =
+            match config {
+                PipelineConfig::Embedded(c) => {
+                    let store = Arc::new(SqliteStore::open(&c.data_dir, c.queue_capacity)?);
+                    tracing::info!(path = %store.path().display(), "embedded event store open");
+                    // One store, two roles: the same `Arc` behind both trait objects.
+                    (store.clone(), store, Source::Tap(tap.clone()))
+                }
+                PipelineConfig::Kafka(c) => {
+                    let encoder =
+                        crate::kafka::producer::encoder(c.format, &c.kafka, c.registry.as_ref())
+                            .await?;
+                    let producer =
+                        Arc::new(KafkaPublisher::new(&c.kafka, encoder, c.delivery_timeout)?);
+                    tracing::info!(topic = %c.kafka.topic, format = ?c.format, "producing events to Kafka");
+                    let destination: Arc<dyn Publish> = match &c.spool {
+                        None => producer,
+                        Some(spool) => Arc::new(
+                            Spooled::open(producer, &spool.dir, spool.max_bytes).with_context(
+                                || format!("cannot open the spool in {}", spool.dir.display()),
+                            )?,
+                        ),
+                    };
+                    // Every instance follows the topic itself, so each sees every
+                    // press, whichever instance took it.
+                    let live = Source::Kafka(Box::new(c.clone()));
+                    (destination, stats_source(&c.stats)?, live)
+                }
+            };
         let publisher = Arc::new(Tapped::new(Metered::new(destination), tap.clone()));
         Ok(Pipeline {
             publisher,
             tap,
             stats: Arc::new(StatsService::new(stats, STATS_TTL)),
+            live,
         })
     }
 }

@@ -7,8 +7,10 @@
 
 mod assets;
 mod conn;
+mod dashboard;
 mod error;
 mod limit;
+mod map;
 mod origin;
 mod routes;
 mod templates;
@@ -35,6 +37,7 @@ pub use visitor::Visitor;
 use crate::config::ServeConfig;
 use crate::domain::{Action, PressEvent, TrustedProxies};
 use crate::geo::GeoDb;
+use crate::live::Live;
 use crate::pipeline::Pipeline;
 use crate::publish::Publish;
 use crate::replies::Replies;
@@ -66,6 +69,13 @@ pub struct AppState {
     pub attribution: Arc<str>,
     /// How often one client may press.
     pub limits: Arc<PressLimits>,
+    /// The live view the dashboard streams.
+    pub live: Live,
+    /// Ends the dashboards' streams when the server stops (they would otherwise
+    /// hold the graceful shutdown open).
+    pub live_stop: CancellationToken,
+    /// Public views leave out countries with fewer presses than this.
+    pub min_count: u64,
 }
 
 impl AppState {
@@ -82,6 +92,26 @@ impl AppState {
         let id = event.event_id;
         self.publisher.publish(event).await?;
         Ok(id)
+    }
+}
+
+impl AppState {
+    /// What `visitor` sees on the dashboard. With Kafka and no statistics store,
+    /// the live view's counts (since this server started) stand in for it.
+    pub async fn viewer_stats(&self, visitor: &Visitor) -> Result<crate::stats::Stats, AppError> {
+        let session = &visitor.session;
+        match self
+            .stats
+            .for_viewer(session.id, &session.location, self.min_count)
+            .await
+        {
+            Err(crate::stats::StatsError::NotConfigured) => Ok(dashboard::live_stats(
+                &self.live.latest(),
+                &session.location,
+                self.min_count,
+            )),
+            other => other.map_err(AppError::from),
+        }
     }
 }
 
@@ -144,6 +174,7 @@ pub struct Server {
     router: Router,
     publisher: Arc<dyn Publish>,
     max_connections: usize,
+    live_stop: CancellationToken,
 }
 
 impl Server {
@@ -186,6 +217,13 @@ impl Server {
         }
 
         crate::telemetry::prometheus(); // metrics are recorded from the first request
+        let live_stop = CancellationToken::new();
+        let live = Live::spawn(pipeline.live, pipeline.stats.clone(), live_stop.clone());
+        if !live.wait_following(Duration::from_secs(3)).await {
+            tracing::warn!(
+                "the live view does not follow the topic yet; it will once the broker answers"
+            );
+        }
         let state = AppState {
             geo: Arc::new(geo),
             sessions,
@@ -196,6 +234,9 @@ impl Server {
             cohort: Some(config.cohort),
             attribution: attribution(config).into(),
             limits,
+            live,
+            live_stop: live_stop.clone(),
+            min_count: config.min_count,
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -205,6 +246,7 @@ impl Server {
             router: router(state),
             publisher: pipeline.publisher,
             max_connections: config.max_connections,
+            live_stop,
         })
     }
 
@@ -215,7 +257,14 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then drains requests and the store.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let live_stop = self.live_stop.clone();
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            live_stop.cancel();
+        });
         conn::serve(self.listener, self.router, self.max_connections, shutdown).await;
+        self.live_stop.cancel();
         self.publisher.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -274,8 +323,8 @@ pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     //! Router tests without a network: the real router over a destination that
-    //! refuses every event and a statistics source that is not configured (both
-    //! stand-ins, to reach the error paths on demand).
+    //! refuses every event and a statistics store that is down (both stand-ins,
+    //! to reach the error paths on demand).
     use super::*;
     use crate::publish::PublishError;
     use crate::stats::NotConfigured;
@@ -285,6 +334,26 @@ mod tests {
     use tower::ServiceExt;
 
     struct Refusing;
+
+    /// A statistics store that is down.
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl crate::stats::StatsSource for Down {
+        async fn global(&self) -> Result<crate::stats::GlobalStats, crate::stats::StatsError> {
+            Err(crate::stats::StatsError::read("test store", "down"))
+        }
+        async fn session_presses(&self, _: Uuid) -> Result<u64, crate::stats::StatsError> {
+            Err(crate::stats::StatsError::read("test store", "down"))
+        }
+        async fn country_presses_since(
+            &self,
+            _: &str,
+            _: i64,
+        ) -> Result<u64, crate::stats::StatsError> {
+            Err(crate::stats::StatsError::read("test store", "down"))
+        }
+    }
 
     #[async_trait::async_trait]
     impl Publish for Refusing {
@@ -311,12 +380,19 @@ mod tests {
             proxies,
             replies: Arc::new(Replies::built_in()),
             publisher: Arc::new(Refusing),
-            stats: Arc::new(StatsService::new(
-                Arc::new(NotConfigured),
-                Duration::from_secs(1),
-            )),
+            stats: Arc::new(StatsService::new(Arc::new(Down), Duration::from_secs(1))),
             cohort: Some(0),
             attribution: "".into(),
+            live: Live::spawn(
+                crate::live::Source::Tap(crate::pipeline::Tap::new()),
+                Arc::new(StatsService::new(
+                    Arc::new(NotConfigured),
+                    Duration::from_secs(1),
+                )),
+                CancellationToken::new(),
+            ),
+            live_stop: CancellationToken::new(),
+            min_count: 1,
         };
         router(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 1))))
     }

@@ -4,7 +4,8 @@ use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppError;
-use crate::stats::{Stats, share};
+use super::dashboard::PageParts;
+use crate::stats::Stats;
 
 /// A template as a response; a rendering failure (a bug) answers 500.
 pub struct Page<T>(pub T);
@@ -40,61 +41,57 @@ pub struct ReplyFragment<'a> {
     pub reply_index: Option<usize>,
 }
 
-/// One row of the per-country table.
-pub struct CountryRow<'a> {
-    pub country_code: &'a str,
-    pub country_name: &'a str,
-    pub presses: u64,
-    pub share: String,
-}
-
-fn rows(stats: &Stats) -> Vec<CountryRow<'_>> {
-    stats
-        .by_country
-        .iter()
-        .map(|c| CountryRow {
-            country_code: &c.country_code,
-            country_name: &c.country_name,
-            presses: c.presses,
-            share: share(c.presses, stats.total),
-        })
-        .collect()
-}
-
-/// The stats page.
+/// The stats page: the figures, the map, the ticker and the click patterns.
 #[derive(Template)]
 #[template(path = "stats.html")]
 pub struct StatsPage<'a> {
     pub page: &'static str,
     pub attribution: &'a str,
     pub stats: &'a Stats,
-    pub rows: Vec<CountryRow<'a>>,
+    pub min_count: u64,
+    pub rows: String,
+    pub rank: String,
+    pub map: String,
+    pub legend: String,
+    pub ticker: String,
+    pub patterns: String,
 }
 
 impl<'a> StatsPage<'a> {
-    pub fn new(stats: &'a Stats, attribution: &'a str) -> Self {
+    pub fn new(stats: &'a Stats, parts: PageParts, min_count: u64, attribution: &'a str) -> Self {
         StatsPage {
             page: "stats",
             attribution,
             stats,
-            rows: rows(stats),
+            min_count,
+            rows: parts.rows,
+            rank: parts.rank,
+            map: parts.map,
+            legend: parts.legend,
+            ticker: parts.ticker,
+            patterns: parts.patterns,
         }
     }
 }
 
-/// The self-refreshing part of the stats page.
+/// The figures and the table: what the page refreshes when the live stream is
+/// down.
 #[derive(Template)]
 #[template(path = "partials/stats.html")]
 pub struct StatsFragment<'a> {
     pub stats: &'a Stats,
-    pub rows: Vec<CountryRow<'a>>,
+    pub min_count: u64,
+    pub rows: String,
+    pub rank: String,
 }
 
 impl<'a> StatsFragment<'a> {
-    pub fn new(stats: &'a Stats) -> Self {
+    pub fn new(stats: &'a Stats, parts: PageParts, min_count: u64) -> Self {
         StatsFragment {
             stats,
-            rows: rows(stats),
+            min_count,
+            rows: parts.rows,
+            rank: parts.rank,
         }
     }
 }

@@ -18,8 +18,12 @@ async fn press_returns_a_reply_and_stores_the_proxied_visitors_country() {
 
     assert_eq!(r.status, StatusCode::OK);
     let reply = r.body.lines().next().unwrap().trim();
+    // One of the list, or now and then one that names the visitor's country.
+    let named = button::replies::GEO
+        .iter()
+        .any(|g| g.replace("{place}", "United Kingdom") == reply);
     assert!(
-        button::replies::BUILT_IN.lines().any(|l| l == reply),
+        button::replies::BUILT_IN.lines().any(|l| l == reply) || named,
         "unexpected reply {reply:?}"
     );
     let events = app.events();
@@ -68,9 +72,8 @@ async fn press_without_javascript_redirects_back_showing_the_reply() {
     let page = v.get(&location).await;
     let i: usize = location["/?reply=".len()..].parse().unwrap();
     let text = button::replies::Replies::built_in()
-        .get(i)
-        .unwrap()
-        .to_owned();
+        .text(i, &v.session().location)
+        .unwrap();
     assert!(page.body.contains(&text), "reply not shown");
     // Showing the reply is not a new page view.
     assert_eq!(

@@ -49,7 +49,7 @@ async fn api_stats_counts_match_what_was_pressed() {
 }
 
 #[tokio::test]
-async fn stats_page_shows_the_table_and_refreshes_itself() {
+async fn stats_page_shows_the_table_and_follows_the_live_stream() {
     let app = spawn_app().await;
     let mut v = app.visitor("193.0.6.139");
     v.press().await;
@@ -57,7 +57,7 @@ async fn stats_page_shows_the_table_and_refreshes_itself() {
     eventually(
         "the cached table to include the press",
         Duration::from_secs(10),
-        async || v.get("/stats").await.body.contains("Netherlands"),
+        async || v.get("/stats").await.body.contains("100.0%"),
     )
     .await;
 
@@ -65,7 +65,7 @@ async fn stats_page_shows_the_table_and_refreshes_itself() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Netherlands"));
     assert!(page.body.contains("100.0%"));
-    assert!(page.body.contains("hx-trigger=\"every 5s\""));
+    assert!(page.body.contains("sse-connect=\"/stats/live\""));
     assert!(page.body.contains("<html"));
 
     let fragment = v.get_htmx("/stats").await;

@@ -7,6 +7,7 @@
 //! - [`services`]: the one way tests find the broker, the databases, Tansu and the
 //!   browser, and what happens when one is missing;
 //! - [`cli`]: settings parsed from flags exactly as the binary parses them;
+//! - [`live`]: a dashboard viewer on `/stats/live` (Server-Sent Events);
 //! - [`kafka`]: fresh topics, reading a topic back, a group's committed offsets;
 //! - [`original`]: the original Python app as a producer (its schema, its framing);
 //! - [`registry`]: a stand-in Confluent schema registry on port 0;
@@ -19,6 +20,7 @@
 pub mod app;
 pub mod cli;
 pub mod kafka;
+pub mod live;
 pub mod original;
 mod poll;
 pub mod process;

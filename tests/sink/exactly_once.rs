@@ -58,7 +58,7 @@ async fn stats_from_each_store_equal_the_embedded_answer_for_the_same_events() {
     for (name, source) in sources {
         let svc = StatsService::new(source.clone(), Duration::ZERO);
         let stats = svc
-            .for_viewer(viewer.session_id, &viewer.location)
+            .for_viewer(viewer.session_id, &viewer.location, 1)
             .await
             .unwrap();
         let since = source

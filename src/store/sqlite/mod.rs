@@ -36,7 +36,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
 use self::migrations::migrate;
-pub use self::read::{read_all, schema_version};
+pub use self::read::{presses, read_all, schema_version};
 use self::wal::{WAL_RESTART_BYTES, WalLimit, checkpoint, checkpoint_loop, wal_path};
 use self::write::{Job, write_loop};
 

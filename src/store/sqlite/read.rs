@@ -132,6 +132,23 @@ pub fn read_all(path: &Path) -> anyhow::Result<Vec<PressEvent>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// Every press as (session, µs since epoch), for `button analyze`: two columns,
+/// not whole events, so a long history fits in memory.
+pub fn presses(path: &Path) -> anyhow::Result<Vec<(Uuid, i64)>> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mut stmt =
+        conn.prepare("SELECT session_id, timestamp FROM events WHERE action = 'PressButton'")?;
+    let rows = stmt.query_map([], |r| {
+        let s: String = r.get(0)?;
+        let id = Uuid::parse_str(&s).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        })?;
+        Ok((id, r.get::<_, i64>(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 /// The schema version recorded in the database file.
 pub fn schema_version(path: &Path) -> anyhow::Result<Option<usize>> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;

@@ -2,6 +2,7 @@
 
 mod forget;
 mod health;
+mod live;
 mod metrics;
 mod page;
 mod press;
@@ -24,11 +25,14 @@ pub fn routes(limits: Arc<PressLimits>) -> Router<AppState> {
         .route("/press", press_route(limits))
         .route("/reset", get(forget::forget).post(forget::forget))
         .route("/stats", get(stats::page))
+        .route("/stats/live", get(live::stream))
         .route("/api/stats", get(stats::api))
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::render))
         .route("/assets/htmx.min.js", get(assets::htmx))
+        .route("/assets/htmx-ext-sse.js", get(assets::htmx_sse))
+        .route("/assets/dashboard.js", get(assets::dashboard))
         .route("/assets/style.css", get(assets::style))
 }
 

@@ -21,7 +21,9 @@ pub async fn index(
     visitor: Visitor,
     Query(q): Query<IndexQuery>,
 ) -> axum::response::Response {
-    let reply = q.reply.and_then(|i| state.replies.get(i));
+    let reply = q
+        .reply
+        .and_then(|i| state.replies.text(i, &visitor.session.location));
     if reply.is_none() {
         // A page view that cannot be recorded still shows the page: the visitor
         // loses nothing, and the failure is logged and visible in /readyz.
@@ -32,8 +34,8 @@ pub async fn index(
     let page = IndexPage {
         page: "button",
         attribution: &state.attribution,
-        reply,
-        reply_index: reply.and(q.reply),
+        reply: reply.as_deref(),
+        reply_index: reply.as_ref().and(q.reply),
         forgotten: q.forgotten.is_some(),
     };
     (visitor.cookie(), Page(page)).into_response()

@@ -30,8 +30,9 @@ pub async fn press(
         Err(e) => return (visitor.cookie(), e).into_response(),
     };
     let last = form.ok().and_then(|Form(f)| f.last.parse().ok());
-    let i = state.replies.pick(&mut rand::rng(), last);
-    let text = state.replies.get(i).unwrap_or_default();
+    let location = &visitor.session.location;
+    let i = state.replies.pick_for(&mut rand::rng(), last, location);
+    let text = state.replies.text(i, location).unwrap_or_default();
     // The id of the stored event: lets clients (and tests) check it was kept.
     let id = [(
         "x-event-id",
@@ -39,7 +40,7 @@ pub async fn press(
     )];
     if is_htmx(&headers) {
         let fragment = ReplyFragment {
-            text,
+            text: &text,
             overloaded: false,
             reply_index: Some(i),
         };

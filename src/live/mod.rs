@@ -1,0 +1,277 @@
+//! The live view behind the dashboard: one task per `serve` instance follows the
+//! committed presses, keeps the [`Board`], and every [`INTERVAL`] hands one
+//! [`Update`] to all viewers, however many presses came in and however many
+//! viewers there are. Viewers cost no store queries: the store is asked only at
+//! start and every [`RECONCILE_EVERY`] (through the cached [`StatsService`]).
+//!
+//! Where presses come from:
+//! - embedded: the pipeline's [`Tap`], which sees each event once SQLite has
+//!   committed it;
+//! - Kafka: this instance reads the topic itself with the app's one
+//!   [`Reader`](crate::kafka::reader::Reader), unmanaged (no group, nothing
+//!   committed), from the end. Presses older than the view are skipped, so a
+//!   broker that starts "the end" too early cannot count history twice.
+//!
+//! Guarantee: best effort and self-correcting. A viewer that falls behind, or a
+//! tap that overflows, is brought back by a full snapshot and the next
+//! reconciliation, never by slowing presses down.
+
+mod board;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use board::{Board, Dot, Reconcile, TICKER_LEN, Tick, Update};
+
+use crate::config::KafkaPipelineConfig;
+use crate::domain::PressEvent;
+use crate::domain::event::micros_since_epoch;
+use crate::kafka::SchemaRegistry;
+use crate::kafka::reader::{Next, QuietEof, Reader, Start};
+use crate::pipeline::Tap;
+use crate::stats::{GlobalStats, StatsError, StatsService};
+
+/// How often viewers get news (presses in between are coalesced).
+pub const INTERVAL: Duration = Duration::from_millis(250);
+/// How often the click patterns are recomputed.
+const PATTERNS_EVERY: Duration = Duration::from_secs(1);
+/// How often the counts are brought back in line with the store.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+/// Updates a viewer may fall behind by before it gets a full snapshot instead.
+const UPDATES_BUFFERED: usize = 64;
+/// With Kafka: presses older than the view by more than this are history.
+const KAFKA_SLACK: Duration = Duration::from_secs(10);
+
+/// Where the live view's presses come from.
+pub enum Source {
+    /// The embedded pipeline's tap.
+    Tap(Tap),
+    /// The topic, read by this instance.
+    Kafka(Box<KafkaPipelineConfig>),
+}
+
+/// The running live view. Cheap to clone.
+#[derive(Clone)]
+pub struct Live {
+    latest: watch::Receiver<Arc<Update>>,
+    updates: broadcast::Sender<Arc<Update>>,
+    following: watch::Receiver<bool>,
+}
+
+impl Live {
+    /// Starts following `source`, with counts from `stats`, until `shutdown`.
+    pub fn spawn(source: Source, stats: Arc<StatsService>, shutdown: CancellationToken) -> Live {
+        let now = micros_since_epoch(SystemTime::now());
+        let mut board = Board::new(now);
+        let (latest_tx, latest) = watch::channel(Arc::new(board.flush(true)));
+        let (updates, _) = broadcast::channel(UPDATES_BUFFERED);
+        let (following_tx, following) = watch::channel(false);
+        let (mode, events) = match source {
+            Source::Tap(tap) => {
+                following_tx.send_replace(true);
+                (Reconcile::Exact, Events::Tap(tap.subscribe()))
+            }
+            Source::Kafka(config) => {
+                let (tx, rx) = mpsc::channel(8192);
+                tokio::spawn(read_topic(*config, now, tx, following_tx, shutdown.clone()));
+                (Reconcile::AtLeast, Events::Kafka(rx))
+            }
+        };
+        let hub = Hub {
+            board,
+            events,
+            mode,
+            stats,
+            latest: latest_tx,
+            updates: updates.clone(),
+        };
+        tokio::spawn(hub.run(shutdown));
+        Live {
+            latest,
+            updates,
+            following,
+        }
+    }
+
+    /// Waits up to `limit` until the view follows its source (with Kafka: the
+    /// reader knows where the topic ends, so every press from then on is seen).
+    /// A broker that is away is no reason to wait longer: the view catches up
+    /// once it is back.
+    pub async fn wait_following(&self, limit: Duration) -> bool {
+        let mut following = self.following.clone();
+        tokio::time::timeout(limit, following.wait_for(|f| *f))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The latest update (for a new viewer's snapshot) and the news after it.
+    pub fn subscribe(&self) -> (Arc<Update>, broadcast::Receiver<Arc<Update>>) {
+        // Subscribe first: an update sent in between is then seen twice (and
+        // skipped by its sequence number), never missed.
+        let rx = self.updates.subscribe();
+        (self.latest.borrow().clone(), rx)
+    }
+
+    /// The latest update.
+    pub fn latest(&self) -> Arc<Update> {
+        self.latest.borrow().clone()
+    }
+}
+
+enum Events {
+    Tap(broadcast::Receiver<Arc<PressEvent>>),
+    Kafka(mpsc::Receiver<PressEvent>),
+}
+
+impl Events {
+    /// The next press; `Err(n)` when `n` were lost to an overflow; `None` at the end.
+    async fn next(&mut self) -> Option<Result<Arc<PressEvent>, u64>> {
+        match self {
+            Events::Tap(rx) => match rx.recv().await {
+                Ok(e) => Some(Ok(e)),
+                Err(broadcast::error::RecvError::Lagged(n)) => Some(Err(n)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            },
+            Events::Kafka(rx) => rx.recv().await.map(|e| Ok(Arc::new(e))),
+        }
+    }
+}
+
+struct Hub {
+    board: Board,
+    events: Events,
+    mode: Reconcile,
+    stats: Arc<StatsService>,
+    latest: watch::Sender<Arc<Update>>,
+    updates: broadcast::Sender<Arc<Update>>,
+}
+
+type Reconciled = (board::Mark, Result<Arc<GlobalStats>, StatsError>);
+
+impl Hub {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut patterns_at = tokio::time::Instant::now();
+        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        let mut pending: Option<oneshot::Receiver<Reconciled>> = None;
+        let mut events_open = true;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = self.events.next(), if events_open => match next {
+                    Some(Ok(event)) => self.board.apply(&event),
+                    Some(Err(lost)) => {
+                        tracing::warn!(lost, "the live view fell behind; counts are corrected from the store");
+                        reconcile.reset_immediately();
+                    }
+                    None => events_open = false,
+                },
+                _ = reconcile.tick(), if pending.is_none() => {
+                    pending = Some(self.ask_store());
+                }
+                answer = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
+                    pending = None;
+                    if let Ok((mark, result)) = answer {
+                        match result {
+                            Ok(global) => self.board.reconcile(&global, &mark, self.mode),
+                            Err(StatsError::NotConfigured) => {}
+                            Err(e) => tracing::debug!(error = %e, "live view: no reconciliation this time"),
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let mut patterns = false;
+                    if patterns_at.elapsed() >= PATTERNS_EVERY {
+                        patterns_at = tokio::time::Instant::now();
+                        patterns = self.board.refresh_patterns(micros_since_epoch(SystemTime::now()));
+                    }
+                    if patterns || self.board.is_dirty() {
+                        let update = Arc::new(self.board.flush(patterns));
+                        self.latest.send_replace(update.clone());
+                        // No viewer is normal.
+                        let _ = self.updates.send(update);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the store in the background; the board goes on counting meanwhile.
+    fn ask_store(&self) -> oneshot::Receiver<Reconciled> {
+        let (tx, rx) = oneshot::channel();
+        let mark = self.board.mark();
+        let stats = self.stats.clone();
+        tokio::spawn(async move {
+            let _ = tx.send((mark, stats.global_fresh().await));
+        });
+        rx
+    }
+}
+
+/// With Kafka: reads the topic from the end and passes on presses no older than
+/// the view (minus [`KAFKA_SLACK`]). Retries when the broker is away.
+async fn read_topic(
+    config: KafkaPipelineConfig,
+    since_us: i64,
+    tx: mpsc::Sender<PressEvent>,
+    following: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    let oldest = since_us - KAFKA_SLACK.as_micros() as i64;
+    let mut backoff = Duration::from_secs(1);
+    while !shutdown.is_cancelled() {
+        // Connecting waits for the brokers' metadata: not on a runtime thread.
+        let (kafka, registry) = (config.kafka.clone(), config.registry.clone());
+        let reader = tokio::task::spawn_blocking(move || {
+            SchemaRegistry::configured(registry.as_ref())
+                .and_then(|registry| Reader::unmanaged(&kafka, registry, Start::End, QuietEof))
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the connecting task failed: {e}")));
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "live view: cannot read the topic yet; retrying"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        tracing::info!(topic = reader.topic(), "live view follows the topic");
+        following.send_replace(true);
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return,
+                n = reader.next() => n,
+            };
+            match next {
+                Ok(Next::Record(r)) => match r.event {
+                    Ok(e) if e.timestamp >= oldest => {
+                        // A full channel means the hub is behind: drop rather than
+                        // slow the reader; reconciliation corrects the counts.
+                        let _ = tx.try_send(e);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "live view: skipping a message that does not decode")
+                    }
+                },
+                Ok(Next::EndOfPartition(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "live view: reading the topic failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
