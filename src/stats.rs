@@ -156,6 +156,7 @@ impl StatsService {
     /// The shared part, asked of the store now (the cache is refreshed too).
     pub async fn global_fresh(&self) -> Result<Arc<GlobalStats>, StatsError> {
         let mut slot = self.global.lock().await;
+        count_query("global");
         let g = Arc::new(self.source.global().await?);
         *slot = Some((Instant::now(), g.clone()));
         Ok(g)
@@ -171,6 +172,7 @@ impl StatsService {
                 return Ok(g.clone());
             }
         }
+        count_query("global");
         let g = Arc::new(self.source.global().await?);
         *slot = Some((Instant::now(), g.clone()));
         Ok(g)
@@ -184,6 +186,7 @@ impl StatsService {
             }
         }
         let since = micros_since_epoch(SystemTime::now() - Duration::from_secs(3600));
+        count_query("last_hour");
         let n = self.source.country_presses_since(code, since).await?;
         map.insert(code.to_owned(), (Instant::now(), n));
         Ok(n)
@@ -198,6 +201,7 @@ impl StatsService {
         min_count: u64,
     ) -> Result<Stats, StatsError> {
         let global = self.global().await?;
+        count_query("session");
         let session = self.source.session_presses(session_id).await?;
         let last_hour = self.last_hour(&location.country_code).await?;
         let all_time = global
@@ -220,6 +224,12 @@ impl StatsService {
             },
         })
     }
+}
+
+/// Counts one query to the statistics store (`/metrics`: what viewers cost the
+/// database).
+fn count_query(query: &'static str) {
+    metrics::counter!(crate::telemetry::metric::STATS_QUERIES, "query" => query).increment(1);
 }
 
 /// The countries with at least `min_count` presses: what public views show, so

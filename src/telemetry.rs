@@ -49,6 +49,9 @@ pub mod metric {
     pub const BACKLOG: &str = "button_event_backlog";
     /// Gauge: clients (address hashes and sessions) with a press-limit bucket.
     pub const LIMITED_CLIENTS: &str = "button_rate_limit_clients";
+    /// Counter: queries to the statistics store, by `query` (global, session,
+    /// last_hour).
+    pub const STATS_QUERIES: &str = "button_stats_queries_total";
     /// Gauge: dashboards following the live stream (`/stats/live`).
     pub const SSE_VIEWERS: &str = "button_sse_viewers";
     /// Gauge: events in the disk spool, waiting for Kafka.

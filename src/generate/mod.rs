@@ -9,7 +9,10 @@
 //!
 //! Targets: Kafka (through the same producer as `serve`), or `--http URL` to drive
 //! a running `serve` for load tests (the address goes in `X-Forwarded-For`, so the
-//! server must trust the generator as a proxy).
+//! server must trust the generator as a proxy); with `--viewers N`, N dashboards
+//! watch meanwhile and time how soon they see each press (see [`viewers`]).
+
+pub mod viewers;
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
@@ -80,6 +83,11 @@ pub struct GenerateArgs {
     /// Sessions in flight at once with `--http`.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+
+    /// With `--http`: dashboards (`/stats/live`) to open before pressing, each on
+    /// its own connection; the summary says how soon they saw the presses.
+    #[arg(long, default_value_t = 0, requires = "http")]
+    pub viewers: usize,
 
     /// Geo database to draw locations from [default: the embedded one].
     #[arg(long, env = "BUTTON_GEOIP_DB")]
@@ -272,6 +280,13 @@ pub async fn generate(args: &GenerateArgs, shutdown: CancellationToken) -> anyho
     } else {
         Box::new(maker.take(args.sessions as usize))
     };
+    // The dashboards are open before the clock starts: connecting them is not
+    // part of the run.
+    let acks = Arc::new(viewers::Acks::default());
+    let watching = match (&args.http, args.viewers) {
+        (Some(url), n) if n > 0 => Some(viewers::Viewers::open(url, n, acks.clone()).await?),
+        _ => None,
+    };
     let counters = Arc::new(Counters::default());
     let began = Instant::now();
     let progress = tokio::spawn(report_progress(
@@ -281,17 +296,26 @@ pub async fn generate(args: &GenerateArgs, shutdown: CancellationToken) -> anyho
     ));
 
     let result = match &args.http {
-        Some(url) => to_http(args, url, sessions, &counters, &shutdown).await,
+        Some(url) => {
+            let acks = watching.as_ref().map(|_| acks.clone());
+            to_http(args, url, sessions, &counters, acks, &shutdown).await
+        }
         None => to_kafka(args, sessions, &counters, &shutdown).await,
     };
     progress.abort();
+    let seconds = began.elapsed().as_secs_f64();
+    if let Some(w) = watching {
+        // The last presses need an update interval to reach the dashboards.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        println!("{}", w.close().await);
+    }
     result?;
     Ok(Summary {
         events: counters.events.load(Ordering::Relaxed),
         presses: counters.presses.load(Ordering::Relaxed),
         sessions: counters.sessions.load(Ordering::Relaxed),
         errors: counters.errors.load(Ordering::Relaxed),
-        seconds: began.elapsed().as_secs_f64(),
+        seconds,
     })
 }
 
@@ -383,6 +407,7 @@ async fn to_http(
     base: &reqwest::Url,
     sessions: impl Iterator<Item = SyntheticSession>,
     counters: &Arc<Counters>,
+    acks: Option<Arc<viewers::Acks>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
@@ -399,12 +424,13 @@ async fn to_http(
             () = shutdown.cancelled() => break,
             p = slots.clone().acquire_owned() => p?,
         };
-        let (http, page, press, pacer, counters, stop) = (
+        let (http, page, press, pacer, counters, acks, stop) = (
             http.clone(),
             page.clone(),
             press.clone(),
             pacer.clone(),
             counters.clone(),
+            acks.clone(),
             shutdown.clone(),
         );
         tasks.spawn(async move {
@@ -432,6 +458,9 @@ async fn to_http(
                             cookie = set.split(';').next().map(str::to_owned);
                         }
                         counters.delivered(event.action);
+                        if let (Some(acks), Action::PressButton) = (&acks, event.action) {
+                            acks.press();
+                        }
                     }
                     Ok(r) => counters.failed(&r.status()),
                     Err(e) => counters.failed(&e),
