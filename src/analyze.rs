@@ -59,15 +59,29 @@ pub struct AnalyzeArgs {
     pub idle_timeout: Duration,
 }
 
-/// `button analyze`.
+/// `button analyze`: the report, printed.
 pub async fn run(args: AnalyzeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (report, source) = analyze(&args, shutdown).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report, source, SystemTime::now()));
+    }
+    Ok(())
+}
+
+/// The report as of now, and where its presses were read.
+pub async fn analyze(
+    args: &AnalyzeArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(PatternReport, &'static str)> {
     let from = args.from.unwrap_or(if args.kafka.config().is_some() {
         AnalyzeFrom::Topic
     } else {
         AnalyzeFrom::Embedded
     });
     let (presses, source) = match from {
-        AnalyzeFrom::Topic => (read_topic(&args, &shutdown).await?, "the topic"),
+        AnalyzeFrom::Topic => (read_topic(args, &shutdown).await?, "the topic"),
         AnalyzeFrom::Embedded => {
             let path = args.data_dir.join("events.sqlite3");
             anyhow::ensure!(
@@ -80,14 +94,8 @@ pub async fn run(args: AnalyzeArgs, shutdown: CancellationToken) -> anyhow::Resu
             (presses, "the embedded store")
         }
     };
-    let now = SystemTime::now();
-    let report = Patterns::from_presses(presses, micros_since_epoch(now));
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report, source, now));
-    }
-    Ok(())
+    let now = micros_since_epoch(SystemTime::now());
+    Ok((Patterns::from_presses(presses, now), source))
 }
 
 async fn read_topic(

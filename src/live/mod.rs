@@ -12,9 +12,12 @@
 //!   committed), from the end. Presses older than the view are skipped, so a
 //!   broker that starts "the end" too early cannot count history twice.
 //!
-//! Guarantee: best effort and self-correcting. A viewer that falls behind, or a
-//! tap that overflows, is brought back by a full snapshot and the next
-//! reconciliation, never by slowing presses down.
+//! Guarantee: embedded, exact: the counts are the store's at start, then every
+//! committed press once (the tap is subscribed before the store is read, and
+//! nothing is pressed before the server listens). With Kafka, at least what the
+//! store says, raised to it every [`RECONCILE_EVERY`]. Best effort under
+//! overload: a viewer that falls behind gets a full snapshot, and a tap that
+//! overflows is corrected from the store; presses are never slowed down.
 
 mod board;
 
@@ -40,6 +43,8 @@ pub const INTERVAL: Duration = Duration::from_millis(250);
 const PATTERNS_EVERY: Duration = Duration::from_secs(1);
 /// How often the counts are brought back in line with the store.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+/// How long the live view waits for the store's first answer at start.
+const FIRST_ANSWER: Duration = Duration::from_secs(3);
 /// Updates a viewer may fall behind by before it gets a full snapshot instead.
 const UPDATES_BUFFERED: usize = 64;
 /// With Kafka: presses older than the view by more than this are history.
@@ -69,26 +74,31 @@ impl Live {
         let (latest_tx, latest) = watch::channel(Arc::new(board.flush(true)));
         let (updates, _) = broadcast::channel(UPDATES_BUFFERED);
         let (following_tx, following) = watch::channel(false);
-        let (mode, events) = match source {
-            Source::Tap(tap) => {
-                following_tx.send_replace(true);
-                (Reconcile::Exact, Events::Tap(tap.subscribe()))
-            }
+        let (mode, events, loaded) = match source {
+            // Subscribed before the store is read, and nothing is pressed before
+            // the server listens: every press is either in the store's first
+            // answer or on the tap afterwards, never both.
+            Source::Tap(tap) => (
+                Reconcile::Exact,
+                Events::Tap(tap.subscribe()),
+                Some(following_tx),
+            ),
             Source::Kafka(config) => {
                 let (tx, rx) = mpsc::channel(8192);
                 tokio::spawn(read_topic(*config, now, tx, following_tx, shutdown.clone()));
-                (Reconcile::AtLeast, Events::Kafka(rx))
+                (Reconcile::AtLeast, Events::Kafka(rx), None)
             }
         };
         let hub = Hub {
             board,
             events,
             mode,
+            behind: false,
             stats,
             latest: latest_tx,
             updates: updates.clone(),
         };
-        tokio::spawn(hub.run(shutdown));
+        tokio::spawn(hub.run(loaded, shutdown));
         Live {
             latest,
             updates,
@@ -144,6 +154,8 @@ struct Hub {
     board: Board,
     events: Events,
     mode: Reconcile,
+    /// The tap overflowed: the counts are off until the store is asked again.
+    behind: bool,
     stats: Arc<StatsService>,
     latest: watch::Sender<Arc<Update>>,
     updates: broadcast::Sender<Arc<Update>>,
@@ -152,32 +164,55 @@ struct Hub {
 type Reconciled = (board::Mark, Result<Arc<GlobalStats>, StatsError>);
 
 impl Hub {
-    async fn run(mut self, shutdown: CancellationToken) {
+    async fn run(mut self, loaded: Option<watch::Sender<bool>>, shutdown: CancellationToken) {
+        // The counts so far, before any live press is counted (a store that
+        // does not answer soon is asked again later).
+        match tokio::time::timeout(FIRST_ANSWER, self.stats.global_fresh()).await {
+            Ok(Ok(global)) => self.board.reconcile(&global, &self.board.mark(), self.mode),
+            Ok(Err(StatsError::NotConfigured)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "live view: the counts so far are not known yet")
+            }
+            Err(_) => tracing::warn!(
+                "live view: the store did not answer in time; counting from zero for now"
+            ),
+        }
+        if let Some(loaded) = loaded {
+            loaded.send_replace(true);
+        }
         let mut tick = tokio::time::interval(INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut patterns_at = tokio::time::Instant::now();
         let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        reconcile.reset(); // just asked
         let mut pending: Option<oneshot::Receiver<Reconciled>> = None;
         let mut events_open = true;
         loop {
+            // With Kafka the store lags the topic: raise the counts to it now and
+            // then. Embedded, the tap is exact: only an overflow needs the store.
+            let ask = self.mode == Reconcile::AtLeast || self.behind;
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 next = self.events.next(), if events_open => match next {
                     Some(Ok(event)) => self.board.apply(&event),
                     Some(Err(lost)) => {
                         tracing::warn!(lost, "the live view fell behind; counts are corrected from the store");
+                        self.behind = true;
                         reconcile.reset_immediately();
                     }
                     None => events_open = false,
                 },
-                _ = reconcile.tick(), if pending.is_none() => {
+                _ = reconcile.tick(), if pending.is_none() && ask => {
                     pending = Some(self.ask_store());
                 }
                 answer = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                     pending = None;
                     if let Ok((mark, result)) = answer {
                         match result {
-                            Ok(global) => self.board.reconcile(&global, &mark, self.mode),
+                            Ok(global) => {
+                                self.board.reconcile(&global, &mark, self.mode);
+                                self.behind = false;
+                            }
                             Err(StatsError::NotConfigured) => {}
                             Err(e) => tracing::debug!(error = %e, "live view: no reconciliation this time"),
                         }

@@ -227,3 +227,34 @@ async fn a_dashboard_stream_ends_when_the_server_stops() {
         .expect("the server stopped with a dashboard open");
     while viewer.next(Duration::from_secs(5)).await.is_some() {}
 }
+
+#[tokio::test]
+async fn analyze_reads_the_embedded_store() {
+    let app = spawn_app().await;
+    let mut a = app.visitor("8.8.8.8");
+    let mut b = app.visitor("81.2.69.142");
+    for _ in 0..4 {
+        a.press().await;
+    }
+    b.get("/").await; // a page view is not a press
+    b.press().await;
+    let data = app.stop().await;
+
+    let dir = data.path().to_str().unwrap();
+    let args = crate::common::cli::analyze(&["--from", "embedded", "--data-dir", dir]);
+    let (report, source) =
+        button::analyze::analyze(&args, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
+    assert_eq!(source, "the embedded store");
+    assert_eq!((report.presses, report.sessions), (5, 2));
+    assert_eq!(report.presses_per_session[0].sessions, 1); // b: one press
+    assert_eq!(report.presses_per_session[3].sessions, 1); // a: four ("4-5")
+    assert_eq!(report.repeat_share, 0.5);
+    let text = button::analyze::render(&report, source, std::time::SystemTime::now());
+    assert!(text.contains("5 presses in 2 sessions"), "{text}");
+    assert!(
+        text.contains("Sessions that pressed more than once: 50.0%"),
+        "{text}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Settings parsed from flags exactly as the binary parses its command line, so
 //! tests configure the code the way users do (defaults, validation and all).
 
+use button::analyze::AnalyzeArgs;
 use button::cli::{Cli, Command, ServeArgs};
 use button::generate::GenerateArgs;
 use button::migrate::MigrateArgs;
@@ -51,5 +52,13 @@ pub fn sink(flags: &[&str]) -> SinkArgs {
     match with("sink", flags) {
         Command::Sink(args) => args,
         other => unreachable!("`sink` parsed as {other:?}"),
+    }
+}
+
+/// `button analyze FLAGS`.
+pub fn analyze(flags: &[&str]) -> AnalyzeArgs {
+    match with("analyze", flags) {
+        Command::Analyze(args) => args,
+        other => unreachable!("`analyze` parsed as {other:?}"),
     }
 }

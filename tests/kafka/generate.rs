@@ -173,3 +173,70 @@ async fn tail_from_the_beginning_prints_exactly_the_events_produced() {
             .all(|l| l.contains("PressButton") || l.contains("EnterPage"))
     );
 }
+
+#[tokio::test]
+async fn analyze_reports_the_click_patterns_of_what_generate_wrote() {
+    let Some(broker) = services::kafka() else {
+        return;
+    };
+    let topic = new_topic(&broker).await;
+    // Event time half an hour ago, so the per-minute series covers the run.
+    let start = std::time::SystemTime::now() - Duration::from_secs(1800);
+    let start = humantime::format_rfc3339_seconds(start).to_string();
+    let flags = [
+        "--sessions",
+        "40",
+        "--seed",
+        "11",
+        "--max-presses",
+        "6",
+        "--start",
+        &start,
+    ];
+    let summary = generate(
+        &generate_args(&broker, &topic, &flags),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let events = decode_all(&read_topic(
+        &broker,
+        &topic,
+        summary.events as usize,
+        Duration::from_secs(20),
+    ));
+
+    let args = crate::common::cli::analyze(&["--kafka-brokers", &broker, "--topic", &topic]);
+    let (report, source) = button::analyze::analyze(&args, CancellationToken::new())
+        .await
+        .unwrap();
+
+    // The same figures, computed plainly from the events read back.
+    assert_eq!(source, "the topic");
+    let mut by_session: std::collections::HashMap<uuid::Uuid, Vec<i64>> = Default::default();
+    for e in events.iter().filter(|e| e.action == Action::PressButton) {
+        by_session
+            .entry(e.session_id)
+            .or_default()
+            .push(e.timestamp);
+    }
+    assert_eq!(report.presses, summary.presses);
+    assert_eq!(report.sessions, by_session.len() as u64);
+    let mut gaps: Vec<i64> = Vec::new();
+    for times in by_session.values_mut() {
+        times.sort();
+        gaps.extend(times.windows(2).map(|w| w[1] - w[0]));
+    }
+    gaps.sort();
+    let median = if gaps.len() % 2 == 1 {
+        gaps[gaps.len() / 2] as f64
+    } else {
+        (gaps[gaps.len() / 2 - 1] + gaps[gaps.len() / 2]) as f64 / 2.0
+    };
+    assert_eq!(report.median_gap_ms, Some(median / 1000.0));
+    let ones = by_session.values().filter(|t| t.len() == 1).count() as u64;
+    assert_eq!(report.presses_per_session[0].sessions, ones);
+    assert_eq!(report.per_minute.iter().sum::<u64>(), summary.presses);
+    let repeat = 1.0 - ones as f64 / by_session.len() as f64;
+    assert!((report.repeat_share - repeat).abs() < 1e-9);
+}
