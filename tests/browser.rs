@@ -213,6 +213,17 @@ async fn pressing_the_button_in_chromium_swaps_the_reply_and_counts_on_stats() {
     std::fs::write(&shot, png).unwrap();
     eprintln!("dashboard screenshot: {}", shot.display());
 
-    c.close().await.unwrap();
+    // When the live stream breaks (here: the server stops), the page says so
+    // and falls back to refreshing every 5 s.
     app.stop().await;
+    eventually(
+        "the dashboard to say that live updates are interrupted",
+        Duration::from_secs(10),
+        async || {
+            let status = c.find(Locator::Id("live-status")).await.unwrap();
+            status.text().await.unwrap().contains("interrupted")
+        },
+    )
+    .await;
+    c.close().await.unwrap();
 }
