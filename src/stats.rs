@@ -156,39 +156,52 @@ impl StatsService {
     /// The shared part, asked of the store now (the cache is refreshed too).
     pub async fn global_fresh(&self) -> Result<Arc<GlobalStats>, StatsError> {
         let mut slot = self.global.lock().await;
-        count_query("global");
-        let g = Arc::new(self.source.global().await?);
-        *slot = Some((Instant::now(), g.clone()));
-        Ok(g)
+        Ok(self.fill(&mut slot).await?.1)
     }
 
     /// The shared part, at most `ttl` old.
     pub async fn global(&self) -> Result<Arc<GlobalStats>, StatsError> {
+        Ok(self.global_with_time().await?.1)
+    }
+
+    /// The shared part, at most `ttl` old, and when the store was asked for it.
+    async fn global_with_time(&self) -> Result<(Instant, Arc<GlobalStats>), StatsError> {
         // Holding the lock across the query makes concurrent viewers wait for one
         // query instead of each sending their own.
         let mut slot = self.global.lock().await;
-        if let Some((at, g)) = slot.as_ref() {
-            if at.elapsed() < self.ttl {
-                return Ok(g.clone());
-            }
+        match slot.as_ref() {
+            Some((at, g)) if at.elapsed() < self.ttl => Ok((*at, g.clone())),
+            _ => self.fill(&mut slot).await,
         }
-        count_query("global");
-        let g = Arc::new(self.source.global().await?);
-        *slot = Some((Instant::now(), g.clone()));
-        Ok(g)
     }
 
-    async fn last_hour(&self, code: &str) -> Result<u64, StatsError> {
+    async fn fill(
+        &self,
+        slot: &mut Option<(Instant, Arc<GlobalStats>)>,
+    ) -> Result<(Instant, Arc<GlobalStats>), StatsError> {
+        count_query("global");
+        let asked = Instant::now();
+        let g = Arc::new(self.source.global().await?);
+        *slot = Some((asked, g.clone()));
+        Ok((asked, g))
+    }
+
+    /// Presses from `code` in the last hour, at most `ttl` old and asked no
+    /// earlier than `not_before` (so that it is never older than the totals it
+    /// is shown with).
+    async fn last_hour(&self, code: &str, not_before: Instant) -> Result<u64, StatsError> {
         let mut map = self.last_hour.lock().await;
-        if let Some((at, n)) = map.get(code) {
-            if at.elapsed() < self.ttl {
-                return Ok(*n);
-            }
+        if let Some((at, n)) = map.get(code)
+            && at.elapsed() < self.ttl
+            && *at >= not_before
+        {
+            return Ok(*n);
         }
         let since = micros_since_epoch(SystemTime::now() - Duration::from_secs(3600));
         count_query("last_hour");
+        let asked = Instant::now();
         let n = self.source.country_presses_since(code, since).await?;
-        map.insert(code.to_owned(), (Instant::now(), n));
+        map.insert(code.to_owned(), (asked, n));
         Ok(n)
     }
 
@@ -200,17 +213,17 @@ impl StatsService {
         location: &Location,
         min_count: u64,
     ) -> Result<Stats, StatsError> {
-        let global = self.global().await?;
+        let (asked, global) = self.global_with_time().await?;
         count_query("session");
         let session = self.source.session_presses(session_id).await?;
-        let last_hour = self.last_hour(&location.country_code).await?;
+        let last_hour = self.last_hour(&location.country_code, asked).await?;
         let all_time = global
             .by_country
             .iter()
             .find(|c| c.country_code == location.country_code)
             .map_or(0, |c| c.presses)
-            // The two figures come from different cache fills; never show more
-            // presses in the last hour than ever.
+            // The two figures come from different queries (the last hour's the
+            // later one); never show more presses in the last hour than ever.
             .max(last_hour);
         Ok(Stats {
             total: global.total,
@@ -290,6 +303,49 @@ mod tests {
             assert_eq!(t.await.unwrap(), 3);
         }
         assert_eq!(source.0.load(Ordering::SeqCst), 1);
+    }
+
+    /// A stand-in store whose every figure is the number the test sets.
+    struct Growing(std::sync::atomic::AtomicU64);
+
+    #[async_trait]
+    impl StatsSource for Growing {
+        async fn global(&self) -> Result<GlobalStats, StatsError> {
+            let n = self.0.load(Ordering::SeqCst);
+            Ok(GlobalStats {
+                total: n,
+                by_country: vec![CountryPresses {
+                    country_code: "FI".into(),
+                    country_name: "Finland".into(),
+                    presses: n,
+                }],
+            })
+        }
+        async fn session_presses(&self, _: Uuid) -> Result<u64, StatsError> {
+            Ok(self.0.load(Ordering::SeqCst))
+        }
+        async fn country_presses_since(&self, _: &str, _: i64) -> Result<u64, StatsError> {
+            Ok(self.0.load(Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_hour_is_never_older_than_the_totals_it_is_shown_with() {
+        let source = Arc::new(Growing(std::sync::atomic::AtomicU64::new(0)));
+        let svc = StatsService::new(source.clone(), Duration::from_secs(60));
+        let finland = Location {
+            country_code: "FI".into(),
+            country_name: "Finland".into(),
+            ..Location::unknown()
+        };
+        let before = svc.for_viewer(Uuid::nil(), &finland, 1).await.unwrap();
+        assert_eq!(before.your_country.last_hour, 0);
+        source.0.store(3, Ordering::SeqCst);
+        // Someone else (the live view) refreshes the totals; the last-hour figure
+        // cached before them must not be shown beside them.
+        svc.global_fresh().await.unwrap();
+        let after = svc.for_viewer(Uuid::nil(), &finland, 1).await.unwrap();
+        assert_eq!((after.total, after.your_country.last_hour), (3, 3));
     }
 
     #[test]
