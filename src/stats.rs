@@ -70,6 +70,16 @@ pub struct Stats {
     pub your_country: YourCountry,
 }
 
+impl Stats {
+    /// The 1-based rank of the viewer's country among the countries shown.
+    pub fn your_country_rank(&self) -> Option<usize> {
+        self.by_country
+            .iter()
+            .position(|c| c.country_code == self.your_country.country_code)
+            .map(|i| i + 1)
+    }
+}
+
 /// Why statistics could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {

@@ -235,11 +235,7 @@ impl PageParts {
     pub fn new(stats: &Stats, update: &Update, min_count: u64) -> Self {
         let shading = shading(&stats.by_country);
         let live = public(&update.countries, min_count);
-        let rank = stats
-            .by_country
-            .iter()
-            .position(|c| c.country_code == stats.your_country.country_code)
-            .map(|i| i + 1);
+        let rank = stats.your_country_rank();
         PageParts {
             map: WorldMap::embedded().render(&shading),
             legend: legend_html(&shading),
@@ -280,6 +276,15 @@ fn map_json<'a>(
     serde_json::Value::Object(map).to_string()
 }
 
+/// The codes of every country drawn on the map with data.
+fn map_codes() -> impl Iterator<Item = &'static str> {
+    WorldMap::embedded()
+        .countries()
+        .iter()
+        .map(|c| c.code.as_str())
+        .filter(|c| !c.is_empty())
+}
+
 fn dots_json(update: &Update, shown: &HashMap<&str, u64>) -> Option<String> {
     let map = WorldMap::embedded();
     let dots: Vec<[f64; 2]> = update
@@ -312,12 +317,7 @@ pub fn full_frame(update: &Update, min_count: u64) -> Bytes {
                 &patterns_html(&update.latest_patterns),
             );
             push_event(&mut out, "legend", &legend_html(&shading));
-            let all = WorldMap::embedded()
-                .countries()
-                .iter()
-                .map(|c| c.code.as_str())
-                .filter(|c| !c.is_empty());
-            push_event(&mut out, "map", &map_json(all, &shown, &shading));
+            push_event(&mut out, "map", &map_json(map_codes(), &shown, &shading));
             Bytes::from(out)
         })
         .clone()
@@ -348,12 +348,7 @@ pub fn delta_frame(update: &Update, min_count: u64) -> Bytes {
                 push_event(&mut out, "legend", &legend_html(&shading));
                 let json = if update.max_changed {
                     // The scale moved: every shade may have.
-                    let all = WorldMap::embedded()
-                        .countries()
-                        .iter()
-                        .map(|c| c.code.as_str())
-                        .filter(|c| !c.is_empty());
-                    map_json(all, &shown, &shading)
+                    map_json(map_codes(), &shown, &shading)
                 } else {
                     map_json(
                         update.changed.iter().map(|(c, _)| c.as_str()),

@@ -47,11 +47,7 @@ struct ApiStats {
 pub async fn api(State(state): State<AppState>, visitor: Visitor) -> Response {
     let stats = state.viewer_stats(&visitor).await;
     let body = stats.map(|stats| {
-        let your_country_rank = stats
-            .by_country
-            .iter()
-            .position(|c| c.country_code == stats.your_country.country_code)
-            .map(|i| i + 1);
+        let your_country_rank = stats.your_country_rank();
         let patterns = (*state.live.latest().latest_patterns).clone();
         Json(ApiStats {
             stats,
