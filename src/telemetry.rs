@@ -58,6 +58,8 @@ pub mod metric {
     pub const SPOOL_EVENTS: &str = "button_spool_events";
     /// Gauge: bytes of the disk spool file.
     pub const SPOOL_BYTES: &str = "button_spool_bytes";
+    /// Counter: messages the sink read from the topic, stored yet or not.
+    pub const SINK_READ: &str = "button_sink_messages_read_total";
     /// Counter: events the sink stored in every store.
     pub const SINK_EVENTS: &str = "button_sink_events_total";
     /// Counter: batches the sink stored.
@@ -110,6 +112,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
             metric::SPOOL_BYTES,
             metrics::Unit::Bytes,
             "Bytes of the disk spool file."
+        );
+        metrics::describe_counter!(
+            metric::SINK_READ,
+            "Messages the sink read from the topic, stored yet or not."
         );
         metrics::describe_counter!(
             metric::SINK_EVENTS,

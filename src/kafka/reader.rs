@@ -10,6 +10,7 @@
 //! the original app's events, which have no `event_id`, with the one derived from
 //! their content, so it does not depend on where or by whom they are read).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -82,6 +83,32 @@ pub struct Reader<C: ConsumerContext + 'static> {
     consumer: StreamConsumer<C>,
     registry: Option<SchemaRegistry>,
     topic: String,
+    /// A message taken from the consumer whose decoding was interrupted (see
+    /// [`Reader::next`]); the next call decodes it first.
+    pending: Mutex<Option<Raw>>,
+}
+
+/// A message as it came, before decoding.
+struct Raw {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+/// Holds a message while it is decoded; puts it back into the reader's pending
+/// slot if the decoding is dropped half way (the caller's timeout or `select!`).
+struct Decoding<'a> {
+    slot: &'a Mutex<Option<Raw>>,
+    raw: Option<Raw>,
+}
+
+impl Drop for Decoding<'_> {
+    fn drop(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw);
+        }
+    }
 }
 
 impl<C: ConsumerContext + 'static> Reader<C> {
@@ -103,6 +130,7 @@ impl<C: ConsumerContext + 'static> Reader<C> {
             consumer,
             registry,
             topic: kafka.topic.clone(),
+            pending: Mutex::new(None),
         })
     }
 
@@ -159,25 +187,53 @@ impl<C: ConsumerContext + 'static> Reader<C> {
             consumer,
             registry,
             topic: topic.clone(),
+            pending: Mutex::new(None),
         })
     }
 
     /// The next message, decoded.
+    ///
+    /// Cancel safe: a message is taken from the consumer only inside this call,
+    /// and one whose decoding is interrupted (the decoder may wait for the schema
+    /// registry) is kept and returned by the next call, so a caller that drops
+    /// this future (a timeout, a `select!`) loses nothing and skips nothing.
     pub async fn next(&self) -> Result<Next, KafkaError> {
-        let msg = match self.consumer.recv().await {
-            Ok(m) => m,
-            Err(KafkaError::PartitionEOF(p)) => return Ok(Next::EndOfPartition(p)),
-            Err(e) => return Err(e),
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let raw = match pending {
+            Some(raw) => raw,
+            None => {
+                let msg = match self.consumer.recv().await {
+                    Ok(m) => m,
+                    Err(KafkaError::PartitionEOF(p)) => return Ok(Next::EndOfPartition(p)),
+                    Err(e) => return Err(e),
+                };
+                Raw {
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    value: msg.payload().map(<[u8]>::to_vec),
+                }
+            }
         };
-        let value = msg.payload().map(<[u8]>::to_vec);
-        let event = match value.as_deref() {
+        let mut decoding = Decoding {
+            slot: &self.pending,
+            raw: Some(raw),
+        };
+        let value = decoding.raw.as_ref().and_then(|r| r.value.as_deref());
+        let event = match value {
             None | Some([]) => Err(DecodeError::Empty),
             Some(bytes) => decode_value(bytes, self.registry.as_ref()).await,
         };
+        let Raw {
+            partition,
+            offset,
+            key,
+            value,
+        } = decoding.raw.take().expect("taken only here");
         Ok(Next::Record(Record {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(<[u8]>::to_vec),
+            partition,
+            offset,
+            key,
             value,
             event,
         }))

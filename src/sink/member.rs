@@ -83,6 +83,8 @@ pub struct GroupInput {
     connect: Connect,
     upkeep: Upkeep,
     health: Arc<Health>,
+    /// Messages read, looked up once: it counts every message.
+    read: metrics::Counter,
 }
 
 impl GroupInput {
@@ -95,6 +97,7 @@ impl GroupInput {
             connect,
             upkeep,
             health,
+            read: metrics::counter!(metric::SINK_READ),
         })
     }
 
@@ -112,10 +115,14 @@ impl GroupInput {
 }
 
 impl Input for GroupInput {
-    async fn next(&mut self, wait: Duration) -> anyhow::Result<Option<Record>> {
-        match tokio::time::timeout(wait, self.reader.next()).await {
+    async fn next(&mut self, deadline: Instant) -> anyhow::Result<Option<Record>> {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        match tokio::time::timeout_at(deadline, self.reader.next()).await {
             Err(_) => Ok(None),
-            Ok(Ok(Next::Record(r))) => Ok(Some(r)),
+            Ok(Ok(Next::Record(r))) => {
+                self.read.increment(1);
+                Ok(Some(r))
+            }
             // Only unmanaged readers report the end of a partition.
             Ok(Ok(Next::EndOfPartition(_))) => Ok(None),
             Ok(Err(e)) => {

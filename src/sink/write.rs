@@ -209,8 +209,8 @@ impl Destinations {
 }
 
 impl Output for Destinations {
-    async fn store(&self, batch: &Batch) {
-        Destinations::store(self, batch).await;
+    fn store(&self, batch: &Batch) -> impl Future<Output = ()> + Send {
+        Destinations::store(self, batch)
     }
 }
 

@@ -44,6 +44,58 @@ async fn a_sink_killed_with_sigkill_mid_stream_and_restarted_loses_and_duplicate
     assert_stores_hold(&env, &events).await;
 }
 
+/// The sink's own count of messages read (`--status-listen` on `status`).
+async fn messages_read(status: &str) -> u64 {
+    let Ok(r) = reqwest::get(format!("http://{status}/metrics")).await else {
+        return 0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("button_sink_messages_read_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_killed_while_one_batch_is_written_and_the_next_is_read_loses_and_duplicates_nothing()
+{
+    let Some(env) = env().await else { return };
+    let events = env.produce(300, 27).await;
+    let want = presses(&events);
+    assert!(events.len() > 1000, "{} events: two batches of 500 and more", events.len());
+    // PostgreSQL holds the first batch's write: the table is locked against
+    // writes (not reads) until the test rolls back.
+    let (pg, connection) = tokio_postgres::connect(&env.pg_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    pg.batch_execute("BEGIN; LOCK TABLE button_presses IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let status = format!("127.0.0.1:{}", crate::common::free_port());
+    let mut flags = env.sink_flags("pipeline-kill-test");
+    flags.extend(["--status-listen".to_string(), status.clone()]);
+
+    let mut sink = start_sink(&flags);
+    // Batches of 500: with 1,000 read, one batch is being written (held) and the
+    // next has been read while it was.
+    eventually(
+        "a second batch read while the first is written",
+        Duration::from_secs(60),
+        async || messages_read(&status).await >= 1000,
+    )
+    .await;
+    assert_eq!(pg_total(&env).await, 0, "the first write is still held");
+    sink.kill().unwrap(); // SIGKILL: both batches and their offsets are lost
+    sink.wait().unwrap();
+    pg.batch_execute("ROLLBACK").await.unwrap();
+
+    let mut sink = start_sink(&flags);
+    wait_for_total(&env, want, Duration::from_secs(90)).await;
+    stop_sink(&mut sink).await;
+    assert_stores_hold(&env, &events).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sinks_share_the_topic_and_one_killed_midway_loses_nothing() {
     let Some(env) = env().await else { return };

@@ -51,7 +51,7 @@ use crate::config::ChConfig;
 
 const STORE: &str = "clickhouse";
 
-/// Longest a request may take (a healthy batch of 10,000 events: ~0.1 s).
+/// Longest a request may take (a healthy batch of 50,000 events: ~0.3 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Below the server's `keep_alive_timeout` (3 s by default), so a pooled connection
 /// is not reused just as the server closes it.

@@ -43,7 +43,7 @@ use crate::config::PgConfig;
 const STORE: &str = "postgres";
 
 /// How long one statement may take before the connection is given up (and the
-/// write reported as retryable). A healthy batch of 10,000 events takes ~0.1 s.
+/// write reported as retryable). A healthy batch of 50,000 events takes ~0.5-1 s.
 const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connect timeout when the URL does not set `connect_timeout`.
