@@ -134,7 +134,9 @@ pub trait StatsSource: Send + Sync + 'static {
     async fn global(&self) -> Result<GlobalStats, StatsError>;
     /// Presses in session `id`.
     async fn session_presses(&self, id: Uuid) -> Result<u64, StatsError>;
-    /// Presses from `country_code` at or after `since_us` (µs since epoch).
+    /// Presses from `country_code` at or after `since_us` (µs since epoch), the
+    /// start of a minute (PostgreSQL keeps per-minute counts; every store is asked
+    /// the same whole-minute window, so they agree).
     async fn country_presses_since(
         &self,
         country_code: &str,
@@ -207,7 +209,7 @@ impl StatsService {
         {
             return Ok(*n);
         }
-        let since = micros_since_epoch(SystemTime::now() - Duration::from_secs(3600));
+        let since = last_hour_start(micros_since_epoch(SystemTime::now()));
         count_query("last_hour");
         let asked = Instant::now();
         let n = self.source.country_presses_since(code, since).await?;
@@ -247,6 +249,16 @@ impl StatsService {
             },
         })
     }
+}
+
+/// A minute in microseconds: the unit of the stores' per-minute counts.
+pub const MINUTE_US: i64 = 60_000_000;
+
+/// Where "the last hour" starts at `now_us`: the start of the minute an hour
+/// ago, so the window is 60 to 61 minutes of whole minutes (what per-minute
+/// counts can answer exactly).
+pub fn last_hour_start(now_us: i64) -> i64 {
+    (now_us - 60 * MINUTE_US).div_euclid(MINUTE_US) * MINUTE_US
 }
 
 /// Counts one query to the statistics store (`/metrics`: what viewers cost the
@@ -372,6 +384,16 @@ mod tests {
             .collect();
         assert_eq!(shown, ["US", "FI"]);
         assert_eq!(public(&all, 1).len(), 3);
+    }
+
+    #[test]
+    fn the_last_hour_starts_at_the_minute_an_hour_ago() {
+        let minute = 60_000_000;
+        let now = 28_333_333 * minute + 42 * 1_000_000; // 42 s into a minute
+        let start = last_hour_start(now);
+        assert_eq!(start % minute, 0);
+        assert_eq!(now - start, 60 * minute + 42 * 1_000_000);
+        assert_eq!(last_hour_start(start + 60 * minute), start);
     }
 
     #[test]

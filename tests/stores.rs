@@ -90,7 +90,8 @@ fn expected(events: &[PressEvent]) -> Expected {
         .collect();
     let mut timestamps: Vec<i64> = presses.iter().map(|e| e.timestamp).collect();
     timestamps.sort_unstable();
-    let since = timestamps[timestamps.len() / 2];
+    // A whole minute, as the stats service asks (see `stats::last_hour_start`).
+    let since = timestamps[timestamps.len() / 2].div_euclid(60_000_000) * 60_000_000;
     let mut by_country: BTreeMap<String, (String, u64)> = BTreeMap::new();
     let mut sessions = HashMap::new();
     let mut recent = BTreeMap::new();
@@ -193,6 +194,69 @@ fn test_events() -> Vec<PressEvent> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_of_the_first_schema_keeps_its_counts_after_the_upgrade() {
+    let Some(pg) = services::postgres() else {
+        return;
+    };
+    let url = pg.new_database().await;
+    // The first schema, with presses written by the first version's statement
+    // (events only, totals per country).
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(include_str!(
+            "../src/store/postgres/migrations/schema_migrations.sql"
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute(include_str!(
+            "../src/store/postgres/migrations/0001_events.sql"
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO button_schema_migrations (version) VALUES (1);
+             INSERT INTO button_presses (event_id, session_id, \"timestamp\", action, country_name,
+                 country_code, subdivision_name, subdivision_code, city_name)
+             SELECT gen_random_uuid(), s, t, a, 'Netherlands', 'NL', '', '', ''
+             FROM (VALUES
+                 ('00000000-0000-0000-0000-000000000001'::uuid, 120000000::bigint, 'PressButton'),
+                 ('00000000-0000-0000-0000-000000000001', 130000000, 'PressButton'),
+                 ('00000000-0000-0000-0000-000000000001', 190000000, 'PressButton'),
+                 ('00000000-0000-0000-0000-000000000001', 100000000, 'EnterPage'),
+                 ('00000000-0000-0000-0000-000000000002', 200000000, 'PressButton')
+             ) AS v (s, t, a);
+             INSERT INTO presses_by_country VALUES ('NL', 'Netherlands', 4);",
+        )
+        .await
+        .unwrap();
+
+    let store = PgStore::connect(&(&url).parse().unwrap()).await.unwrap();
+    store.migrate().await.unwrap();
+    let one = "00000000-0000-0000-0000-000000000001".parse().unwrap();
+    assert_eq!(store.session_presses(one).await.unwrap(), 3);
+    // Minute 2 (120-179 s) holds two presses, minute 3 two more.
+    assert_eq!(store.country_presses_since("NL", 0).await.unwrap(), 4);
+    assert_eq!(store.country_presses_since("NL", 120_000_000).await.unwrap(), 4);
+    assert_eq!(store.country_presses_since("NL", 180_000_000).await.unwrap(), 2);
+    assert_eq!(store.country_presses_since("NL", 240_000_000).await.unwrap(), 0);
+    // And new writes add to the carried-over counts.
+    let more = PressEvent::new(
+        Action::PressButton,
+        one,
+        Location::unknown(),
+        None,
+        UNIX_EPOCH + Duration::from_secs(200),
+    );
+    store.write(std::slice::from_ref(&more)).await.unwrap();
+    assert_eq!(store.session_presses(one).await.unwrap(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_migrates_writes_idempotently_and_counts_exactly() {
     let Some(pg) = services::postgres() else {
         return;
@@ -210,7 +274,7 @@ async fn postgres_store_migrates_writes_idempotently_and_counts_exactly() {
     a.migrate().await.unwrap();
     assert_eq!(
         pg_one(&url, "SELECT count(*) FROM button_schema_migrations").await,
-        1
+        2
     );
 
     let events = test_events();

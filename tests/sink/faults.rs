@@ -73,10 +73,15 @@ async fn a_sink_killed_while_one_batch_is_written_and_the_next_is_read_loses_and
         .await
         .unwrap();
     let status = format!("127.0.0.1:{}", crate::common::free_port());
-    let mut flags = env.sink_flags("pipeline-kill-test");
-    flags.extend(["--status-listen".to_string(), status.clone()]);
+    let flags = env.sink_flags("pipeline-kill-test");
+    // The first sink's batches close at 500 events only, never by age, so that
+    // the first one is 500 too.
+    let mut held = flags.clone();
+    let wait = held.iter().position(|f| f == "--batch-max-wait").unwrap() + 1;
+    held[wait] = "1h".into();
+    held.extend(["--status-listen".to_string(), status.clone()]);
 
-    let mut sink = start_sink(&flags);
+    let mut sink = start_sink(&held);
     // Batches of 500: with 1,000 read, one batch is being written (held) and the
     // next has been read while it was.
     eventually(

@@ -18,7 +18,10 @@ const MIGRATION_LOCK: i64 = 0x0000_6275_7474_6f6e;
 
 /// Schema versions, applied in order, each in the migration transaction: version
 /// `n` is the `n`th entry.
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_events.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_events.sql"),
+    include_str!("migrations/0002_press_aggregates.sql"),
+];
 
 /// The table that records applied versions.
 const SCHEMA_MIGRATIONS: &str = include_str!("migrations/schema_migrations.sql");

@@ -55,9 +55,15 @@ pub struct PgStore {
     tls: MakeTlsConnector,
     target: String,
     timeout: Duration,
-    writer: Slot,
+    /// One connection per concurrent part of a batch (see `write`).
+    writers: [Slot; WRITERS],
     reader: Slot,
 }
+
+/// Connections a batch is written over at once, each taking a contiguous part
+/// (by `event_id`) in its own transaction: PostgreSQL runs one statement on one
+/// core, and inserting the events is most of a batch's time.
+const WRITERS: usize = 2;
 
 impl fmt::Debug for PgStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,7 +79,7 @@ impl PgStore {
     pub async fn connect(config: &PgConfig) -> anyhow::Result<Self> {
         let store = Self::new(config)?;
         store
-            .get(&store.writer)
+            .get(&store.writers[0])
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {}", store.target))?;
         Ok(store)
@@ -106,7 +112,7 @@ impl PgStore {
             config,
             tls,
             timeout: DEFAULT_QUERY_TIMEOUT,
-            writer: Slot::default(),
+            writers: Default::default(),
             reader: Slot::default(),
         })
     }

@@ -2,8 +2,8 @@
 //! so a long batch does not hold up the stats page).
 //!
 //! Guarantee: totals come from `presses_by_country`, which the write statement
-//! keeps exact (each event counted once), so reading them never scans the events;
-//! the per-session and per-country-since counts use partial indexes on presses.
+//! keeps exact (each event counted once), like the per-session and per-country
+//! and minute counts: reading never scans the events, however many there are.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,11 +19,12 @@ use crate::stats::{CountryPresses, GlobalStats, StatsError, StatsSource};
 pub(super) const GLOBAL_SQL: &str = "SELECT country_code, country_name, presses \
      FROM presses_by_country ORDER BY presses DESC, country_code";
 
-pub(super) const SESSION_SQL: &str = "SELECT count(*) FROM button_presses \
-     WHERE session_id = $1 AND action = 'PressButton'";
+pub(super) const SESSION_SQL: &str = "SELECT coalesce(\
+     (SELECT presses FROM presses_by_session WHERE session_id = $1), 0)";
 
-pub(super) const COUNTRY_SINCE_SQL: &str = "SELECT count(*) FROM button_presses \
-     WHERE country_code = $1 AND \"timestamp\" >= $2 AND action = 'PressButton'";
+/// `$2` is the start of a minute, in microseconds (see [`StatsSource`]).
+pub(super) const COUNTRY_SINCE_SQL: &str = "SELECT coalesce(sum(presses), 0)::bigint \
+     FROM presses_by_country_minute WHERE country_code = $1 AND minute >= $2::bigint / 60000000";
 
 impl PgStore {
     /// Runs one statistics query on the read connection.

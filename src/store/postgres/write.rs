@@ -1,20 +1,24 @@
 //! Writing a batch: one statement that inserts what is new into `button_presses`
-//! and counts the new presses per country into `presses_by_country`.
+//! and counts the new presses per country (`presses_by_country`), per session
+//! (`presses_by_session`) and per country and minute
+//! (`presses_by_country_minute`): the statistics read those, never the events.
 //!
 //! Guarantee: idempotent and atomic. `INSERT .. ON CONFLICT (event_id) DO NOTHING`
 //! sits in a CTE whose `RETURNING` rows (only the rows really inserted) feed the
-//! per-country upsert, so a redelivered batch inserts nothing and counts nothing,
-//! and a batch is all or nothing. The column list and the arrays come from the
+//! upserts, so a redelivered batch inserts nothing and counts nothing, and a
+//! batch is all or nothing. The column list and the arrays come from the
 //! event's row type ([`COLUMNS`]), so they cannot drift from each other.
 
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
+use futures::future::join_all;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::connection::Slot;
 use super::error::QueryError;
-use super::{PgStore, STORE};
+use super::{PgStore, STORE, WRITERS};
 use crate::domain::PressEvent;
 use crate::domain::row::{COLUMNS, ColumnType, Value};
 use crate::store::{EventStore, WriteError};
@@ -30,10 +34,10 @@ pub(crate) fn sql_type(ty: ColumnType) -> &'static str {
     }
 }
 
-/// One statement per batch: insert what is new, count the new presses per country.
-/// Parameter `$n` is the array of the `n`th column. The per-country rows are
-/// upserted in code order, so concurrent writers lock them in the same order and
-/// do not deadlock each other.
+/// One statement per batch: insert what is new, count the new presses per
+/// country, per session and per country and minute. Parameter `$n` is the array
+/// of the `n`th column. Every upsert goes in key order, so concurrent writers
+/// lock the rows in the same order and do not deadlock each other.
 pub(super) static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     let names: Vec<String> = COLUMNS.iter().map(|c| format!("\"{}\"", c.name)).collect();
     let arrays: Vec<String> = COLUMNS
@@ -47,11 +51,26 @@ WITH ins AS (
     INSERT INTO button_presses ({names})
     SELECT * FROM unnest({arrays})
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING country_code, country_name, action
+    RETURNING country_code, country_name, session_id, "timestamp", action
+), presses AS (
+    SELECT * FROM ins WHERE action = 'PressButton'
+), by_session AS (
+    INSERT INTO presses_by_session (session_id, presses)
+    SELECT session_id, count(*) FROM presses
+    GROUP BY session_id
+    ORDER BY session_id
+    ON CONFLICT (session_id) DO UPDATE
+        SET presses = presses_by_session.presses + excluded.presses
+), by_minute AS (
+    INSERT INTO presses_by_country_minute (country_code, minute, presses)
+    SELECT country_code, "timestamp" / 60000000, count(*) FROM presses
+    GROUP BY country_code, "timestamp" / 60000000
+    ORDER BY country_code, "timestamp" / 60000000
+    ON CONFLICT (country_code, minute) DO UPDATE
+        SET presses = presses_by_country_minute.presses + excluded.presses
 )
 INSERT INTO presses_by_country (country_code, country_name, presses)
-SELECT country_code, max(country_name), count(*) FROM ins
-WHERE action = 'PressButton'
+SELECT country_code, max(country_name), count(*) FROM presses
 GROUP BY country_code
 ORDER BY country_code
 ON CONFLICT (country_code) DO UPDATE
@@ -115,17 +134,30 @@ impl<'a> Array<'a> {
     }
 }
 
-/// The batch as one array per column, in [`COLUMNS`] order and in `event_id`
-/// order: concurrent writers of overlapping batches then take their row locks in
-/// the same order and cannot deadlock each other.
-fn arrays(events: &[PressEvent]) -> Vec<Array<'_>> {
+/// `events` sorted by `event_id`, in up to [`WRITERS`] contiguous parts of at
+/// least [`MIN_PART`] events: each part goes over its own connection. Sorted, so
+/// concurrent writers of overlapping batches take their row locks in the same
+/// order and cannot deadlock each other.
+fn parts(events: &[PressEvent]) -> Vec<Vec<&PressEvent>> {
     let mut sorted: Vec<&PressEvent> = events.iter().collect();
     sorted.sort_unstable_by_key(|e| e.event_id);
-    let mut arrays: Vec<Array<'_>> = COLUMNS
+    let count = sorted.len().div_ceil(MIN_PART).clamp(1, WRITERS);
+    sorted
+        .chunks(sorted.len().div_ceil(count).max(1))
+        .map(<[_]>::to_vec)
+        .collect()
+}
+
+/// A batch smaller than this many events per connection is not split.
+const MIN_PART: usize = 1000;
+
+/// One part of a batch as one array per column, in [`COLUMNS`] order.
+fn arrays<'a>(events: &[&'a PressEvent]) -> Vec<Array<'a>> {
+    let mut arrays: Vec<Array<'a>> = COLUMNS
         .iter()
-        .map(|c| Array::new(c.ty, sorted.len()))
+        .map(|c| Array::new(c.ty, events.len()))
         .collect();
-    for event in sorted {
+    for event in events {
         for (array, value) in arrays.iter_mut().zip(event.row().0) {
             array.push(value);
         }
@@ -143,7 +175,6 @@ impl EventStore for PgStore {
         if events.is_empty() {
             return Ok(());
         }
-        let arrays = arrays(events);
         let fail = |e: QueryError| WriteError {
             store: STORE,
             target: self.target.clone(),
@@ -151,16 +182,29 @@ impl EventStore for PgStore {
             retryable: e.retryable(),
             source: Arc::new(e),
         };
-        let conn = self.get(&self.writer).await.map_err(fail)?;
+        // Each part is idempotent on its own, so a batch whose parts fail apart is
+        // simply written again.
+        let written = join_all(
+            parts(events)
+                .into_iter()
+                .zip(&self.writers)
+                .map(|(part, slot)| self.write_part(slot, part)),
+        )
+        .await;
+        written.into_iter().collect::<Result<(), _>>().map_err(fail)
+    }
+}
+
+impl PgStore {
+    async fn write_part(&self, slot: &Slot, part: Vec<&PressEvent>) -> Result<(), QueryError> {
+        let arrays = arrays(&part);
+        let conn = self.get(slot).await?;
         let insert = async {
             let st = conn.statements().await?;
             let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(Array::as_param).collect();
             conn.client.execute(&st.insert, &params).await
         };
-        self.finish(&self.writer, &conn, insert)
-            .await
-            .map(drop)
-            .map_err(fail)
+        self.finish(slot, &conn, insert).await.map(drop)
     }
 }
 
@@ -206,7 +250,9 @@ mod tests {
             })
             .collect();
         events.reverse();
-        let arrays = arrays(&events);
+        let parts = parts(&events);
+        assert_eq!(parts.len(), 1, "a small batch is not split");
+        let arrays = arrays(&parts[0]);
         assert_eq!(arrays.len(), COLUMNS.len());
         let Array::Uuid(ids) = &arrays[0] else {
             panic!("event_id is a uuid array: {:?}", arrays[0])
@@ -219,5 +265,17 @@ mod tests {
             panic!("cohort is an integer array: {:?}", arrays[cohort])
         };
         assert_eq!(cohorts, &[None, None, None]);
+    }
+
+    #[test]
+    fn a_large_batch_is_split_into_contiguous_parts_by_event_id() {
+        let events: Vec<PressEvent> = (0..2 * MIN_PART + 1)
+            .map(|_| PressEvent::example())
+            .collect();
+        let parts = parts(&events);
+        assert_eq!(parts.len(), WRITERS);
+        assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), events.len());
+        let ids: Vec<Uuid> = parts.iter().flatten().map(|e| e.event_id).collect();
+        assert!(ids.is_sorted(), "each part follows the one before it");
     }
 }

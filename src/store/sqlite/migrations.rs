@@ -14,7 +14,10 @@ use rusqlite::Connection;
 use crate::store::migration;
 
 /// Schema versions, applied in order: version `n` is the `n`th file.
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_events.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_events.sql"),
+    include_str!("migrations/0002_press_aggregates.sql"),
+];
 
 /// Brings the schema of the database at `path` (open as `conn`) up to date.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {

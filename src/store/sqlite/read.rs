@@ -64,7 +64,8 @@ impl StatsSource for SqliteStore {
     async fn session_presses(&self, id: Uuid) -> Result<u64, StatsError> {
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT count(*) FROM events WHERE session_id = ?1 AND action = 'PressButton'",
+                "SELECT coalesce(
+                     (SELECT presses FROM presses_by_session WHERE session_id = ?1), 0)",
             )?
             .query_row([id.to_string()], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
@@ -76,8 +77,9 @@ impl StatsSource for SqliteStore {
         let code = code.to_owned();
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT count(*) FROM events
-                 WHERE country_code = ?1 AND timestamp >= ?2 AND action = 'PressButton'",
+                // `since_us` is the start of a minute (see `StatsSource`).
+                "SELECT coalesce(sum(presses), 0) FROM presses_by_country_minute
+                 WHERE country_code = ?1 AND minute >= ?2 / 60000000",
             )?
             .query_row(params![code, since_us], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)

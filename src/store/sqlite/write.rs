@@ -6,6 +6,7 @@
 //! `event_id`, and a press is counted in `presses_by_country` once, in the same
 //! transaction, however often it is delivered.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,6 +18,7 @@ use uuid::Uuid;
 use super::wal::WalLimit;
 use super::{COMMIT_TIMEOUT, MAX_BATCH, SqliteStore, WriterHealth};
 use crate::domain::PressEvent;
+use crate::stats::MINUTE_US;
 use crate::publish::{Publish, PublishError};
 
 /// One event waiting for its commit, and who to tell.
@@ -73,8 +75,11 @@ fn insert_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
         )?;
         let mut id = Uuid::encode_buffer();
         let mut sid = Uuid::encode_buffer();
-        // New presses per country in this batch: one upsert per country, not per press.
+        // New presses per country, per session and per country and minute in this
+        // batch: one upsert per key, not per press.
         let mut new_presses: Vec<(&str, &str, i64)> = Vec::new();
+        let mut by_session: HashMap<Uuid, i64> = HashMap::new();
+        let mut by_minute: HashMap<(&str, i64), i64> = HashMap::new();
         for Job { event: e, .. } in batch {
             let l = &e.location;
             let inserted = insert.execute(params![
@@ -93,6 +98,10 @@ fn insert_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
             ])?;
             // Count a press once, however often it is delivered.
             if inserted == 1 && e.action == crate::domain::Action::PressButton {
+                *by_session.entry(e.session_id).or_default() += 1;
+                *by_minute
+                    .entry((&l.country_code, e.timestamp.div_euclid(MINUTE_US)))
+                    .or_default() += 1;
                 match new_presses
                     .iter_mut()
                     .find(|(code, _, _)| *code == l.country_code)
@@ -109,6 +118,21 @@ fn insert_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
         )?;
         for (code, name, n) in new_presses {
             bump.execute(params![code, name, n])?;
+        }
+        let mut bump = tx.prepare_cached(
+            "INSERT INTO presses_by_session (session_id, presses) VALUES (?1, ?2)
+             ON CONFLICT (session_id) DO UPDATE SET presses = presses + excluded.presses",
+        )?;
+        for (session, n) in by_session {
+            bump.execute(params![session.hyphenated().encode_lower(&mut sid) as &str, n])?;
+        }
+        let mut bump = tx.prepare_cached(
+            "INSERT INTO presses_by_country_minute (country_code, minute, presses)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (country_code, minute) DO UPDATE SET presses = presses + excluded.presses",
+        )?;
+        for ((code, minute), n) in by_minute {
+            bump.execute(params![code, minute, n])?;
         }
     }
     tx.commit()
