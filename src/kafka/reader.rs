@@ -198,7 +198,11 @@ impl<C: ConsumerContext + 'static> Reader<C> {
     /// registry) is kept and returned by the next call, so a caller that drops
     /// this future (a timeout, a `select!`) loses nothing and skips nothing.
     pub async fn next(&self) -> Result<Next, KafkaError> {
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let raw = match pending {
             Some(raw) => raw,
             None => {

@@ -193,13 +193,7 @@ pub async fn fill(
         };
         let bytes = record.len();
         match record.event {
-            Ok(event) => batch.push(
-                record.partition,
-                record.offset,
-                bytes,
-                event,
-                now,
-            ),
+            Ok(event) => batch.push(record.partition, record.offset, bytes, event, now),
             Err(reason) => batch.push_dead(
                 DeadLetter {
                     partition: record.partition,
@@ -315,6 +309,12 @@ mod tests {
         max_events: 3,
         max_bytes: 1 << 20,
         max_wait: Duration::from_millis(50),
+    };
+
+    /// Batches that close only when full (or on shutdown).
+    const FULL_ONLY: BatchLimits = BatchLimits {
+        max_wait: Duration::from_secs(3600),
+        ..LIMITS
     };
 
     /// What the input and the output did, in order, when a test shares one.
@@ -487,25 +487,17 @@ mod tests {
         let output = Gated::open();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        let limits = BatchLimits {
-            max_wait: Duration::from_secs(3600),
-            ..LIMITS
-        };
         {
             let looped = run(
                 &mut input,
                 &output,
-                &limits,
+                &FULL_ONLY,
                 Duration::from_secs(5),
                 &shutdown,
             );
             tokio::pin!(looped);
             // Two messages in a batch that would wait an hour; then a stop.
-            assert!(
-                tokio::time::timeout(Duration::from_millis(100), &mut looped)
-                    .await
-                    .is_err()
-            );
+            runs_on(looped.as_mut()).await;
             stop.cancel();
             looped.await.unwrap();
         }
@@ -513,10 +505,12 @@ mod tests {
         assert_eq!(input.stored, vec![vec![(0, 2)]]);
     }
 
-    #[tokio::test]
-    async fn a_batch_the_output_cannot_take_before_the_drain_timeout_is_not_acknowledged() {
-        let mut input = script([record(0, 1), record(0, 2), record(0, 3)]);
-        let output = Gated::closed();
+    /// Runs the loop, asks for shutdown 50 ms in, and returns how long it took.
+    async fn run_stopped_early(
+        input: &mut Script,
+        output: &Arc<Gated>,
+        drain: Duration,
+    ) -> Duration {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -524,16 +518,16 @@ mod tests {
             stop.cancel();
         });
         let started = Instant::now();
-        run(
-            &mut input,
-            &output,
-            &LIMITS,
-            Duration::from_millis(200),
-            &shutdown,
-        )
-        .await
-        .unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(200));
+        run(input, output, &LIMITS, drain, &shutdown).await.unwrap();
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_output_cannot_take_before_the_drain_timeout_is_not_acknowledged() {
+        let mut input = script([record(0, 1), record(0, 2), record(0, 3)]);
+        let output = Gated::closed();
+        let took = run_stopped_early(&mut input, &output, Duration::from_millis(200)).await;
+        assert!(took >= Duration::from_millis(200));
         assert!(output.written().is_empty());
         assert!(input.stored.is_empty(), "left to be redelivered");
     }
@@ -566,15 +560,11 @@ mod tests {
         };
         let output = Gated::noting(journal.clone());
         let shutdown = CancellationToken::new();
-        let limits = BatchLimits {
-            max_wait: Duration::from_secs(3600),
-            ..LIMITS
-        };
         {
             let looped = run(
                 &mut input,
                 &output,
-                &limits,
+                &FULL_ONLY,
                 Duration::from_secs(5),
                 &shutdown,
             );
@@ -619,23 +609,7 @@ mod tests {
     async fn on_shutdown_the_batch_being_written_and_the_open_one_share_one_drain_timeout() {
         let mut input = script((1..=5).map(|o| record(0, o)));
         let output = Gated::closed();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            stop.cancel();
-        });
-        let started = Instant::now();
-        run(
-            &mut input,
-            &output,
-            &LIMITS,
-            Duration::from_secs(1),
-            &shutdown,
-        )
-        .await
-        .unwrap();
-        let took = started.elapsed();
+        let took = run_stopped_early(&mut input, &output, Duration::from_secs(1)).await;
         assert!(
             took >= Duration::from_secs(1) && took < Duration::from_millis(1900),
             "{took:?}: one drain timeout for both batches, not one each"

@@ -128,6 +128,16 @@ impl Env {
         (stop, task)
     }
 
+    /// A plain client of this environment's PostgreSQL database, for a test to
+    /// change it behind the sink's back.
+    pub async fn pg_client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.pg_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
     /// Produces `sessions` seeded sessions to the topic; returns the events.
     pub async fn produce(&self, sessions: u64, seed: u64) -> Vec<PressEvent> {
         self.produce_at_rate(sessions, seed, 0.0).await

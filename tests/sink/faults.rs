@@ -58,17 +58,18 @@ async fn messages_read(status: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_killed_while_one_batch_is_written_and_the_next_is_read_loses_and_duplicates_nothing()
-{
+ {
     let Some(env) = env().await else { return };
     let events = env.produce(300, 27).await;
     let want = presses(&events);
-    assert!(events.len() > 1000, "{} events: two batches of 500 and more", events.len());
+    assert!(
+        events.len() > 1000,
+        "{} events: two batches of 500 and more",
+        events.len()
+    );
     // PostgreSQL holds the first batch's write: the table is locked against
     // writes (not reads) until the test rolls back.
-    let (pg, connection) = tokio_postgres::connect(&env.pg_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let pg = env.pg_client().await;
     pg.batch_execute("BEGIN; LOCK TABLE button_presses IN EXCLUSIVE MODE")
         .await
         .unwrap();
@@ -333,10 +334,7 @@ async fn sigterm_finishes_commits_the_offsets_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_fails_permanently_makes_the_sink_unready_with_the_cause_and_loses_nothing() {
     let Some(env) = env().await else { return };
-    let (pg, connection) = tokio_postgres::connect(&env.pg_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let pg = env.pg_client().await;
     // A schema that no longer matches: every write fails, and retrying cannot help.
     pg.batch_execute("ALTER TABLE button_presses RENAME COLUMN cohort TO cohort_was")
         .await

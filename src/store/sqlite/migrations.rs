@@ -25,6 +25,11 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> rusqlite::Result<()
     let done: migration::Version = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let pending = migration::pending_after(done, MIGRATIONS.len());
     pending.warn_if_newer("SQLite", &path.display().to_string());
+    if done > 0 && !pending.versions.is_empty() {
+        // An upgrade may read every stored event once (building counts): say so
+        // before a large file makes the start slow.
+        tracing::info!(path = %path.display(), from = done, to = pending.known, "upgrading the embedded store's schema");
+    }
     for (_, sql) in pending.select(MIGRATIONS) {
         tx.execute_batch(sql)?;
     }

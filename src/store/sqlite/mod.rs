@@ -290,9 +290,27 @@ mod tests {
         assert_eq!(store.session_presses(one).await.unwrap(), 3);
         // Minute 2 (120-179 s) holds two presses, minute 3 two more.
         assert_eq!(store.country_presses_since("NL", 0).await.unwrap(), 4);
-        assert_eq!(store.country_presses_since("NL", 120_000_000).await.unwrap(), 4);
-        assert_eq!(store.country_presses_since("NL", 180_000_000).await.unwrap(), 2);
-        assert_eq!(store.country_presses_since("NL", 240_000_000).await.unwrap(), 0);
+        assert_eq!(
+            store
+                .country_presses_since("NL", 120_000_000)
+                .await
+                .unwrap(),
+            4
+        );
+        assert_eq!(
+            store
+                .country_presses_since("NL", 180_000_000)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store
+                .country_presses_since("NL", 240_000_000)
+                .await
+                .unwrap(),
+            0
+        );
         store.close().await;
     }
 

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::wal::WalLimit;
 use super::{COMMIT_TIMEOUT, MAX_BATCH, SqliteStore, WriterHealth};
 use crate::domain::PressEvent;
-use crate::stats::MINUTE_US;
 use crate::publish::{Publish, PublishError};
+use crate::stats::MINUTE_US;
 
 /// One event waiting for its commit, and who to tell.
 pub(super) struct Job {
@@ -124,7 +124,10 @@ fn insert_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
              ON CONFLICT (session_id) DO UPDATE SET presses = presses + excluded.presses",
         )?;
         for (session, n) in by_session {
-            bump.execute(params![session.hyphenated().encode_lower(&mut sid) as &str, n])?;
+            bump.execute(params![
+                session.hyphenated().encode_lower(&mut sid) as &str,
+                n
+            ])?;
         }
         let mut bump = tx.prepare_cached(
             "INSERT INTO presses_by_country_minute (country_code, minute, presses)
