@@ -290,9 +290,35 @@ pub fn sink_log(group: &str) -> PathBuf {
     std::env::temp_dir().join(format!("button-sink-{group}.log"))
 }
 
+/// A sink process, killed if the test fails before stopping it (so a failed
+/// test leaves no sink behind).
+pub struct Sink(Child);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Sink {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Sink {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// Starts the `button` binary with `flags` (from [`Env::sink_flags`]); its log is
 /// appended to [`sink_log`] of its group, to read when a test fails.
-pub fn start_sink(flags: &[String]) -> Child {
+pub fn start_sink(flags: &[String]) -> Sink {
     let group = flags
         .iter()
         .skip_while(|f| *f != "--group")
@@ -303,12 +329,14 @@ pub fn start_sink(flags: &[String]) -> Child {
         .append(true)
         .open(sink_log(group))
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_button"))
-        .args(flags)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the sink starts")
+    Sink(
+        Command::new(env!("CARGO_BIN_EXE_button"))
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the sink starts"),
+    )
 }
 
 /// SIGTERM, then waits for the sink to exit 0: after it, the sink writes nothing more.

@@ -31,7 +31,7 @@ async fn kill_three_times_while_producing(env: Env, extra_flags: &[&str]) {
         let env = env.clone();
         tokio::spawn(async move { env.produce_at_rate(4600, 26, RATE).await })
     };
-    let mut sink = Sink(start_sink(&flags));
+    let mut sink = start_sink(&flags);
     eventually(
         "the first sink to store events",
         Duration::from_secs(60),
@@ -44,9 +44,9 @@ async fn kill_three_times_while_producing(env: Env, extra_flags: &[&str]) {
     let mut every = tokio::time::interval(Duration::from_secs(2));
     for _ in 0..3 {
         every.tick().await;
-        sink.0.kill().unwrap(); // SIGKILL: no LeaveGroup, no final commit
-        sink.0.wait().unwrap();
-        sink = Sink(start_sink(&flags));
+        sink.kill().unwrap(); // SIGKILL: no LeaveGroup, no final commit
+        sink.wait().unwrap();
+        sink = start_sink(&flags);
     }
     assert!(
         !producing.is_finished(),
@@ -54,8 +54,8 @@ async fn kill_three_times_while_producing(env: Env, extra_flags: &[&str]) {
     );
 
     let events = producing.await.unwrap();
-    wait_until_stored(&env, &events, Duration::from_secs(180), &mut sink.0, &log).await;
-    stop_sink(&mut sink.0).await;
+    wait_until_stored(&env, &events, Duration::from_secs(180), &mut sink, &log).await;
+    stop_sink(&mut sink).await;
     // After a clean stop nothing is in flight: the counts are final.
     let want = expected(&events);
     assert_eq!(counted(env.pg().await.as_ref()).await, want, "postgres");
@@ -74,18 +74,6 @@ async fn a_static_member_killed_three_times_in_six_seconds_stores_each_event_onc
     // treat it as dynamic; either way nothing may be lost or left waiting.
     let Some(env) = env().await else { return };
     kill_three_times_while_producing(env, &["--instance-id", "sink-0"]).await;
-}
-
-/// A sink process, killed if the test fails before stopping it.
-struct Sink(Child);
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 async fn pg_total(env: &Env) -> u64 {
