@@ -15,10 +15,12 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use button::domain::{Action, Location, PressEvent};
 use button::generate::SessionMaker;
 use button::geo::GeoDb;
+use button::publish::Publish;
 use button::stats::{CountryPresses, GlobalStats, StatsSource};
 use button::store::EventStore;
 use button::store::clickhouse::ChStore;
 use button::store::postgres::PgStore;
+use button::store::sqlite::SqliteStore;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use reqwest::Url;
@@ -193,6 +195,64 @@ fn test_events() -> Vec<PressEvent> {
     events
 }
 
+/// The presses both upgrade tests store with the first schema, all from the
+/// Netherlands: (session, second, action). Four presses, three of session 1;
+/// minute 2 (120-179 s) holds two of them, minute 3 two more.
+const FIRST_SCHEMA_EVENTS: [(&str, i64, &str); 5] = [
+    ("00000000-0000-0000-0000-000000000001", 120, "PressButton"),
+    ("00000000-0000-0000-0000-000000000001", 130, "PressButton"),
+    ("00000000-0000-0000-0000-000000000001", 190, "PressButton"),
+    ("00000000-0000-0000-0000-000000000001", 100, "EnterPage"),
+    ("00000000-0000-0000-0000-000000000002", 200, "PressButton"),
+];
+
+/// The events of [`FIRST_SCHEMA_EVENTS`] as `VALUES` rows of
+/// (event_id, session_id, timestamp in µs, action), event ids `e1`.. in `id`'s form.
+fn first_schema_values(id: impl Fn(usize) -> String) -> String {
+    FIRST_SCHEMA_EVENTS
+        .iter()
+        .enumerate()
+        .map(|(i, (session, second, action))| {
+            format!(
+                "({}, '{session}', {}, '{action}')",
+                id(i + 1),
+                second * 1_000_000
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a store upgraded from the first schema must answer for
+/// [`FIRST_SCHEMA_EVENTS`], and that a new press (stored with `write`) adds to
+/// the carried-over counts.
+async fn assert_counts_after_the_upgrade(
+    store: &impl StatsSource,
+    write: impl AsyncFnOnce(PressEvent),
+) {
+    let one = FIRST_SCHEMA_EVENTS[0].0.parse().unwrap();
+    assert_eq!(store.session_presses(one).await.unwrap(), 3);
+    for (since_s, presses) in [(0, 4), (120, 4), (180, 2), (240, 0)] {
+        assert_eq!(
+            store
+                .country_presses_since("NL", since_s * 1_000_000)
+                .await
+                .unwrap(),
+            presses,
+            "since {since_s} s"
+        );
+    }
+    let more = PressEvent::new(
+        Action::PressButton,
+        one,
+        Location::unknown(),
+        None,
+        UNIX_EPOCH + Duration::from_secs(200),
+    );
+    write(more).await;
+    assert_eq!(store.session_presses(one).await.unwrap(), 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_database_of_the_first_schema_keeps_its_counts_after_the_upgrade() {
     let Some(pg) = services::postgres() else {
@@ -218,60 +278,56 @@ async fn a_postgres_database_of_the_first_schema_keeps_its_counts_after_the_upgr
         .await
         .unwrap();
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "INSERT INTO button_schema_migrations (version) VALUES (1);
              INSERT INTO button_presses (event_id, session_id, \"timestamp\", action, country_name,
                  country_code, subdivision_name, subdivision_code, city_name)
-             SELECT gen_random_uuid(), s, t, a, 'Netherlands', 'NL', '', '', ''
-             FROM (VALUES
-                 ('00000000-0000-0000-0000-000000000001'::uuid, 120000000::bigint, 'PressButton'),
-                 ('00000000-0000-0000-0000-000000000001', 130000000, 'PressButton'),
-                 ('00000000-0000-0000-0000-000000000001', 190000000, 'PressButton'),
-                 ('00000000-0000-0000-0000-000000000001', 100000000, 'EnterPage'),
-                 ('00000000-0000-0000-0000-000000000002', 200000000, 'PressButton')
-             ) AS v (s, t, a);
+             SELECT e, s::uuid, t, a, 'Netherlands', 'NL', '', '', ''
+             FROM (VALUES {}) AS v (e, s, t, a);
              INSERT INTO presses_by_country VALUES ('NL', 'Netherlands', 4);",
-        )
+            first_schema_values(|_| "gen_random_uuid()".into())
+        ))
         .await
         .unwrap();
 
     let store = PgStore::connect(&(&url).parse().unwrap()).await.unwrap();
     store.migrate().await.unwrap();
-    let one = "00000000-0000-0000-0000-000000000001".parse().unwrap();
-    assert_eq!(store.session_presses(one).await.unwrap(), 3);
-    // Minute 2 (120-179 s) holds two presses, minute 3 two more.
-    assert_eq!(store.country_presses_since("NL", 0).await.unwrap(), 4);
-    assert_eq!(
-        store
-            .country_presses_since("NL", 120_000_000)
-            .await
-            .unwrap(),
-        4
-    );
-    assert_eq!(
-        store
-            .country_presses_since("NL", 180_000_000)
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store
-            .country_presses_since("NL", 240_000_000)
-            .await
-            .unwrap(),
-        0
-    );
-    // And new writes add to the carried-over counts.
-    let more = PressEvent::new(
-        Action::PressButton,
-        one,
-        Location::unknown(),
-        None,
-        UNIX_EPOCH + Duration::from_secs(200),
-    );
-    store.write(std::slice::from_ref(&more)).await.unwrap();
-    assert_eq!(store.session_presses(one).await.unwrap(), 4);
+    assert_counts_after_the_upgrade(&store, async |e| {
+        store.write(std::slice::from_ref(&e)).await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_embedded_store_of_the_first_schema_keeps_its_counts_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.sqlite3");
+    {
+        // The first schema, as the first version left it (user_version 1).
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        conn.execute_batch(include_str!(
+            "../src/store/sqlite/migrations/0001_events.sql"
+        ))
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO events (event_id, session_id, timestamp, action, country_code,
+                 country_name, subdivision_name, subdivision_code, city_name)
+             SELECT column1, column2, column3, column4, 'NL', 'Netherlands', '', '', ''
+             FROM (VALUES {});
+             INSERT INTO presses_by_country VALUES ('NL', 'Netherlands', 4);",
+            first_schema_values(|i| format!("'e{i}'"))
+        ))
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), 4).unwrap();
+    let version: i64 = rusqlite::Connection::open(&file)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2, "upgraded to the current schema");
+    assert_counts_after_the_upgrade(&store, async |e| store.publish(e).await.unwrap()).await;
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -488,13 +488,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         {
-            let looped = run(
-                &mut input,
-                &output,
-                &FULL_ONLY,
-                Duration::from_secs(5),
-                &shutdown,
-            );
+            let looped = run_full_only(&mut input, &output, &shutdown);
             tokio::pin!(looped);
             // Two messages in a batch that would wait an hour; then a stop.
             runs_on(looped.as_mut()).await;
@@ -541,6 +535,16 @@ mod tests {
         assert_eq!(input.storing, 2);
     }
 
+    /// The loop over batches that close only when full (or on shutdown), with
+    /// time enough to drain.
+    fn run_full_only<'a>(
+        input: &'a mut Script,
+        output: &'a Arc<Gated>,
+        shutdown: &'a CancellationToken,
+    ) -> impl Future<Output = anyhow::Result<()>> + 'a {
+        run(input, output, &FULL_ONLY, Duration::from_secs(5), shutdown)
+    }
+
     /// Polls the loop for a while; it must not end meanwhile.
     async fn runs_on(looped: std::pin::Pin<&mut impl Future<Output = anyhow::Result<()>>>) {
         assert!(
@@ -561,13 +565,7 @@ mod tests {
         let output = Gated::noting(journal.clone());
         let shutdown = CancellationToken::new();
         {
-            let looped = run(
-                &mut input,
-                &output,
-                &FULL_ONLY,
-                Duration::from_secs(5),
-                &shutdown,
-            );
+            let looped = run_full_only(&mut input, &output, &shutdown);
             tokio::pin!(looped);
             // The first batch is held by the output: the second is read meanwhile,
             // and waits, full; nothing is acknowledged.

@@ -134,18 +134,19 @@ impl<'a> Array<'a> {
     }
 }
 
-/// `events` sorted by `event_id`, in up to [`WRITERS`] contiguous parts of at
-/// least [`MIN_PART`] events: each part goes over its own connection. Sorted, so
-/// concurrent writers of overlapping batches take their row locks in the same
-/// order and cannot deadlock each other.
-fn parts(events: &[PressEvent]) -> Vec<Vec<&PressEvent>> {
+/// `events` sorted by `event_id`: concurrent writers of overlapping batches then
+/// take their row locks in the same order and cannot deadlock each other.
+fn sorted_by_id(events: &[PressEvent]) -> Vec<&PressEvent> {
     let mut sorted: Vec<&PressEvent> = events.iter().collect();
     sorted.sort_unstable_by_key(|e| e.event_id);
-    let count = sorted.len().div_ceil(MIN_PART).clamp(1, WRITERS);
     sorted
-        .chunks(sorted.len().div_ceil(count).max(1))
-        .map(<[_]>::to_vec)
-        .collect()
+}
+
+/// A sorted batch in up to [`WRITERS`] contiguous parts of at least
+/// [`MIN_PART`] events: each part goes over its own connection.
+fn parts<'a>(sorted: &'a [&'a PressEvent]) -> std::slice::Chunks<'a, &'a PressEvent> {
+    let count = sorted.len().div_ceil(MIN_PART).clamp(1, WRITERS);
+    sorted.chunks(sorted.len().div_ceil(count).max(1))
 }
 
 /// A batch smaller than this many events per connection is not split.
@@ -184,9 +185,9 @@ impl EventStore for PgStore {
         };
         // Each part is idempotent on its own, so a batch whose parts fail apart is
         // simply written again.
+        let sorted = sorted_by_id(events);
         let written = join_all(
-            parts(events)
-                .into_iter()
+            parts(&sorted)
                 .zip(&self.writers)
                 .map(|(part, slot)| self.write_part(slot, part)),
         )
@@ -196,8 +197,8 @@ impl EventStore for PgStore {
 }
 
 impl PgStore {
-    async fn write_part(&self, slot: &Slot, part: Vec<&PressEvent>) -> Result<(), QueryError> {
-        let arrays = arrays(&part);
+    async fn write_part(&self, slot: &Slot, part: &[&PressEvent]) -> Result<(), QueryError> {
+        let arrays = arrays(part);
         let conn = self.get(slot).await?;
         let insert = async {
             let st = conn.statements().await?;
@@ -250,9 +251,10 @@ mod tests {
             })
             .collect();
         events.reverse();
-        let parts = parts(&events);
+        let sorted = sorted_by_id(&events);
+        let parts: Vec<_> = parts(&sorted).collect();
         assert_eq!(parts.len(), 1, "a small batch is not split");
-        let arrays = arrays(&parts[0]);
+        let arrays = arrays(parts[0]);
         assert_eq!(arrays.len(), COLUMNS.len());
         let Array::Uuid(ids) = &arrays[0] else {
             panic!("event_id is a uuid array: {:?}", arrays[0])
@@ -272,10 +274,16 @@ mod tests {
         let events: Vec<PressEvent> = (0..2 * MIN_PART + 1)
             .map(|_| PressEvent::example())
             .collect();
-        let parts = parts(&events);
+        let sorted = sorted_by_id(&events);
+        let parts: Vec<_> = parts(&sorted).collect();
         assert_eq!(parts.len(), WRITERS);
-        assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), events.len());
-        let ids: Vec<Uuid> = parts.iter().flatten().map(|e| e.event_id).collect();
+        assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), events.len());
+        let ids: Vec<Uuid> = parts
+            .iter()
+            .copied()
+            .flatten()
+            .map(|e| e.event_id)
+            .collect();
         assert!(ids.is_sorted(), "each part follows the one before it");
     }
 }

@@ -261,59 +261,6 @@ mod tests {
         assert_eq!(read_all(again.path()).unwrap().len(), 1);
     }
 
-    #[tokio::test]
-    async fn a_file_of_the_first_schema_keeps_its_counts_after_the_upgrade() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let conn = rusqlite::Connection::open(dir.path().join("events.sqlite3")).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-            conn.execute_batch(
-                "INSERT INTO events (event_id, session_id, timestamp, action, country_code,
-                     country_name, subdivision_name, subdivision_code, city_name)
-                 VALUES
-                 ('e1', '00000000-0000-0000-0000-000000000001', 120000000, 'PressButton', 'NL', 'Netherlands', '', '', ''),
-                 ('e2', '00000000-0000-0000-0000-000000000001', 130000000, 'PressButton', 'NL', 'Netherlands', '', '', ''),
-                 ('e3', '00000000-0000-0000-0000-000000000001', 190000000, 'PressButton', 'NL', 'Netherlands', '', '', ''),
-                 ('e4', '00000000-0000-0000-0000-000000000001', 100000000, 'EnterPage', 'NL', 'Netherlands', '', '', ''),
-                 ('e5', '00000000-0000-0000-0000-000000000002', 200000000, 'PressButton', 'NL', 'Netherlands', '', '', '');
-                 INSERT INTO presses_by_country VALUES ('NL', 'Netherlands', 4);",
-            )
-            .unwrap();
-        }
-        let store = SqliteStore::open(dir.path(), 4).unwrap();
-        assert_eq!(
-            schema_version(store.path()).unwrap(),
-            Some(MIGRATIONS.len())
-        );
-        let one: Uuid = "00000000-0000-0000-0000-000000000001".parse().unwrap();
-        assert_eq!(store.session_presses(one).await.unwrap(), 3);
-        // Minute 2 (120-179 s) holds two presses, minute 3 two more.
-        assert_eq!(store.country_presses_since("NL", 0).await.unwrap(), 4);
-        assert_eq!(
-            store
-                .country_presses_since("NL", 120_000_000)
-                .await
-                .unwrap(),
-            4
-        );
-        assert_eq!(
-            store
-                .country_presses_since("NL", 180_000_000)
-                .await
-                .unwrap(),
-            2
-        );
-        assert_eq!(
-            store
-                .country_presses_since("NL", 240_000_000)
-                .await
-                .unwrap(),
-            0
-        );
-        store.close().await;
-    }
-
     /// Sustained presses from many tasks (many group commits), with statistics reads
     /// running beside them the whole time: the log file never grows much past its
     /// limit, and every acknowledged press is stored and counted.

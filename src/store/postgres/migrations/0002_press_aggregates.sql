@@ -1,9 +1,10 @@
 -- Presses per session and per country and minute, kept by the write statement
 -- beside presses_by_country, so that "presses in this session" and "presses from
--- your country in the last hour" read a row or 60 instead of counting events
--- (flat as the table grows), and so that a batch updates two small indexes'
--- worth of rows instead of two index entries per event (the partial indexes
--- they replace halved the rate at which a batch went in).
+-- your country in the last hour" read one row, or at most 61 (this minute and
+-- the 60 before it), instead of counting events (flat as the table grows), and
+-- so that a batch updates two small indexes' worth of rows instead of two index
+-- entries per event (the partial indexes they replace halved the rate at which a
+-- batch went in).
 CREATE TABLE presses_by_session (
     session_id uuid PRIMARY KEY,
     presses    bigint NOT NULL
