@@ -4,6 +4,12 @@ use clap::Parser;
 
 use button::cli::{Cli, Command, ServeArgs};
 
+/// Requests allocate and free small blocks on many threads (and events are freed
+/// on the store's writer thread): mimalloc does that with less contention than
+/// the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // A missing .env is normal; a broken one is worth saying.
