@@ -19,11 +19,16 @@ use super::{PgStore, read, write};
 pub(super) struct Conn {
     pub(super) client: Client,
     statements: OnceCell<Statements>,
+    /// Held by whoever runs a transaction on the connection (statements of
+    /// others would land in it).
+    pub(super) exclusive: Mutex<()>,
 }
 
 /// The store's statements, prepared once per connection.
 pub(super) struct Statements {
-    pub(super) insert: Statement,
+    pub(super) stored: Statement,
+    pub(super) copy: Statement,
+    pub(super) count: Statement,
     pub(super) global: Statement,
     pub(super) session: Statement,
     pub(super) country_since: Statement,
@@ -35,7 +40,9 @@ impl Conn {
         self.statements
             .get_or_try_init(|| async {
                 Ok(Statements {
-                    insert: self.client.prepare(&write::INSERT_SQL).await?,
+                    stored: self.client.prepare(write::STORED_SQL).await?,
+                    copy: self.client.prepare(&write::COPY_SQL).await?,
+                    count: self.client.prepare(write::COUNT_SQL).await?,
                     global: self.client.prepare(read::GLOBAL_SQL).await?,
                     session: self.client.prepare(read::SESSION_SQL).await?,
                     country_since: self.client.prepare(read::COUNTRY_SINCE_SQL).await?,
@@ -82,13 +89,14 @@ impl PgStore {
         let conn = Arc::new(Conn {
             client,
             statements: OnceCell::new(),
+            exclusive: Mutex::new(()),
         });
         *guard = Some(conn.clone());
         Ok(conn)
     }
 
     /// Forgets `conn` (if still current) so the next call opens a new connection.
-    async fn drop_conn(&self, slot: &Slot, conn: &Arc<Conn>) {
+    pub(super) async fn drop_conn(&self, slot: &Slot, conn: &Arc<Conn>) {
         let mut guard = slot.0.lock().await;
         if guard.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
             *guard = None;

@@ -9,6 +9,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use tokio_postgres::error::SqlState;
+
 /// Why a statement (or a connection attempt) failed.
 #[derive(Debug)]
 pub(super) enum QueryError {
@@ -25,6 +27,23 @@ impl QueryError {
             QueryError::Pg(e) => error_retryable(e),
             QueryError::Timeout(_) => true,
         }
+    }
+
+    /// Whether a transaction failed only because a concurrent one got in its way
+    /// (a duplicate key it stored first, a deadlock or serialization failure):
+    /// running it again sees that one's work.
+    pub(super) fn is_conflict(&self) -> bool {
+        let QueryError::Pg(e) = self else {
+            return false;
+        };
+        e.code().is_some_and(|c| {
+            [
+                &SqlState::UNIQUE_VIOLATION,
+                &SqlState::T_R_DEADLOCK_DETECTED,
+                &SqlState::T_R_SERIALIZATION_FAILURE,
+            ]
+            .contains(&c)
+        })
     }
 
     /// Whether the connection should be dropped and opened again.

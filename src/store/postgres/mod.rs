@@ -1,11 +1,12 @@
 //! The PostgreSQL store: events in `button_presses` (named after the Kafka topic, so
-//! the original app's JDBC sink connector could write the same table), and a
-//! `presses_by_country` table kept up to date by the same statement that inserts.
+//! the original app's JDBC sink connector could write the same table), and
+//! counts per country, session and minute kept up to date by the transaction that
+//! inserts.
 //!
-//! - **Idempotent**: a batch is one statement, `INSERT .. ON CONFLICT (event_id) DO
-//!   NOTHING` inside a CTE whose `RETURNING` rows (only the rows really inserted)
-//!   feed the per-country upsert. A redelivered batch inserts nothing and counts
-//!   nothing; a batch is all or nothing (`write.rs`).
+//! - **Idempotent**: a batch is one transaction that asks which of its events are
+//!   stored, `COPY`s the others and counts only those; a concurrent writer that
+//!   stored some first makes it fail whole and run again. A redelivered batch
+//!   inserts nothing and counts nothing; a batch is all or nothing (`write.rs`).
 //! - **Self-healing**: one connection for writes and one for statistics, each opened
 //!   on first use and opened again on the next call after it broke (server restart,
 //!   network cut, timeout). A failed write says whether retrying can help
