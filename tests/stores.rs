@@ -207,14 +207,15 @@ const FIRST_SCHEMA_EVENTS: [(&str, i64, &str); 5] = [
 ];
 
 /// The events of [`FIRST_SCHEMA_EVENTS`] as `VALUES` rows of
-/// (event_id, session_id, timestamp in µs, action), event ids `e1`.. in `id`'s form.
-fn first_schema_values(id: impl Fn(usize) -> String) -> String {
+/// (event_id, session_id, timestamp in µs, action, then `rest`), event ids
+/// 1.. in `id`'s form.
+fn first_schema_values(id: impl Fn(usize) -> String, rest: &str) -> String {
     FIRST_SCHEMA_EVENTS
         .iter()
         .enumerate()
         .map(|(i, (session, second, action))| {
             format!(
-                "({}, '{session}', {}, '{action}')",
+                "({}, '{session}', {}, '{action}'{rest})",
                 id(i + 1),
                 second * 1_000_000
             )
@@ -285,7 +286,7 @@ async fn a_postgres_database_of_the_first_schema_keeps_its_counts_after_the_upgr
              SELECT e, s::uuid, t, a, 'Netherlands', 'NL', '', '', ''
              FROM (VALUES {}) AS v (e, s, t, a);
              INSERT INTO presses_by_country VALUES ('NL', 'Netherlands', 4);",
-            first_schema_values(|_| "gen_random_uuid()".into())
+            first_schema_values(|_| "gen_random_uuid()".into(), "")
         ))
         .await
         .unwrap();
@@ -296,6 +297,51 @@ async fn a_postgres_database_of_the_first_schema_keeps_its_counts_after_the_upgr
         store.write(std::slice::from_ref(&e)).await.unwrap()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhouse_database_of_the_first_schema_keeps_its_counts_after_the_upgrade() {
+    let Some(ch) = services::clickhouse() else {
+        return;
+    };
+    let url = ch.new_database().await;
+    // The first schema (in the URL's database), with events as the first
+    // version's sink wrote them.
+    let first = [
+        include_str!("../src/store/clickhouse/migrations/schema_migrations.sql"),
+        include_str!("../src/store/clickhouse/migrations/0001_events.sql"),
+    ];
+    for statement in first.iter().flat_map(|file| file.split(';')) {
+        if !statement.trim().is_empty() {
+            ch_sql(&url, &statement.replace("{db}.", "")).await;
+        }
+    }
+    ch_sql(
+        &url,
+        "INSERT INTO button_schema_migrations (version) VALUES (1)",
+    )
+    .await;
+    let values = first_schema_values(
+        |i| format!("'00000000-0000-7000-8000-{i:012}'"),
+        ", 'Netherlands', 'NL', '', '', ''",
+    );
+    ch_sql(
+        &url,
+        &format!(
+            "INSERT INTO button_presses (event_id, session_id, timestamp, action, \
+             country_name, country_code, subdivision_name, subdivision_code, city_name) \
+             VALUES {values}"
+        ),
+    )
+    .await;
+
+    let store = ChStore::connect(&(&url).parse().unwrap()).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_counts_after_the_upgrade(&store, async |e| {
+        store.write(std::slice::from_ref(&e)).await.unwrap()
+    })
+    .await;
+    assert_eq!(store.global().await.unwrap().total, 5);
 }
 
 #[tokio::test]
@@ -316,7 +362,7 @@ async fn an_embedded_store_of_the_first_schema_keeps_its_counts_after_the_upgrad
              SELECT column1, column2, column3, column4, 'NL', 'Netherlands', '', '', ''
              FROM (VALUES {});
              INSERT INTO presses_by_country VALUES ('NL', 'Netherlands', 4);",
-            first_schema_values(|i| format!("'e{i}'"))
+            first_schema_values(|i| format!("'e{i}'"), "")
         ))
         .unwrap();
     }
@@ -381,11 +427,11 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
     assert_eq!(
         ch_sql(
             &url,
-            "SELECT groupArray(version) FROM (SELECT DISTINCT version FROM button_schema_migrations)"
+            "SELECT arraySort(groupArray(version)) FROM (SELECT DISTINCT version FROM button_schema_migrations)"
         )
         .await
         .trim(),
-        "[1]"
+        "[1,2]"
     );
 
     let events = test_events();
@@ -403,8 +449,46 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
     check_stats(&a, &want, "clickhouse").await;
     // After merges, the same figures.
     ch_sql(&url, "OPTIMIZE TABLE button_presses FINAL").await;
-    ch_sql(&url, "OPTIMIZE TABLE presses_by_country FINAL").await;
+    ch_sql(&url, "OPTIMIZE TABLE presses_by_country_minute FINAL").await;
+    ch_sql(
+        &url,
+        "OPTIMIZE TABLE presses_by_country_minute_totals FINAL",
+    )
+    .await;
     check_stats(&b, &want, "clickhouse (after merges)").await;
+
+    // Presses written by something else than the store (the on-platform
+    // Kafka-engine path): nothing settles their minute, and they count all the
+    // same, once each.
+    let top = &want.global.by_country[0];
+    let now_us = UNIX_EPOCH.elapsed().unwrap().as_micros() as i64;
+    let before = a
+        .country_presses_since(&top.country_code, want.since)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        ch_sql(
+            &url,
+            &format!(
+                "INSERT INTO button_presses (event_id, session_id, timestamp, action, \
+                 country_name, country_code, subdivision_name, subdivision_code, city_name) \
+                 VALUES ('00000000-0000-7000-8000-000000000001', '00000000-0000-4000-8000-000000000001', \
+                 {now_us}, 'PressButton', '', '{code}', '', '', ''), \
+                 ('00000000-0000-7000-8000-000000000002', '00000000-0000-4000-8000-000000000001', \
+                 {now_us}, 'PressButton', '', '{code}', '', '', '')",
+                code = top.country_code
+            ),
+        )
+        .await;
+    }
+    let global = b.global().await.unwrap();
+    assert_eq!(global.total, want.global.total + 2);
+    assert_eq!(
+        b.country_presses_since(&top.country_code, want.since)
+            .await
+            .unwrap(),
+        before + 2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

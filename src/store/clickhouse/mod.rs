@@ -10,21 +10,22 @@
 //!
 //! **Schema** (`migrations/*.sql`, run by `migrations.rs`). `button_presses` is a
 //! `ReplacingMergeTree` ordered by `(session_id, event_id)`: a redelivered event is
-//! a duplicate row until the next merge collapses it. `presses_by_country` (an
-//! `AggregatingMergeTree` fed by a materialized view on every insert) keeps, per
-//! country, the *set* of press `event_id`s (`uniqExact` state), and every
-//! statistics query counts distinct `event_id`s, so duplicates never show: the
-//! figures are exact before, during and after merges (`read.rs`). The price is
-//! memory: the per-country state holds every press id (16 bytes each, more in the
-//! hash set), and reading the totals merges them all, so a totals query costs time
-//! and memory in proportion to all presses ever: fine at this app's volumes, not
-//! for billions of presses. The per-session query uses the primary key; the
-//! per-country-since query skips older monthly partitions and scans the rest.
+//! a duplicate row until the next merge collapses it. `presses_by_country_minute`
+//! (an `AggregatingMergeTree` fed by a materialized view on every insert) keeps,
+//! per country and minute, the *set* of press `event_id`s (`uniqExact` state) and
+//! how many rows went in; `presses_by_country_minute_totals` holds each minute's
+//! distinct presses as a plain number, settled by the writer, versioned by those
+//! rows. Every figure counts distinct `event_id`s, so duplicates never show: the
+//! figures are exact before, during and after merges (`read.rs`). Reading costs
+//! a row per country and minute with presses, not a row per press, for minutes
+//! settled since their last insert; others are counted from their ids. The
+//! per-session query uses the primary key.
 //!
 //! **Writes** (`write.rs`). One HTTP request per batch (`INSERT .. FORMAT
-//! JSONEachRow`), sent with `insert_deduplicate=0`; a failed insert may have
-//! stored part of the batch, and a retry only adds duplicates, which the queries
-//! ignore.
+//! JSONEachRow`), sent with `insert_deduplicate=0`, then one that settles the
+//! minutes the batch touched (`INSERT .. SELECT` from their states, so its cost
+//! is the presses of those minutes); a failed insert may have stored part of the
+//! batch, and a retry only adds duplicates, which the queries ignore.
 //!
 //! **Secrets.** Credentials travel in the `X-ClickHouse-User` and
 //! `X-ClickHouse-Key` headers, never in a URL, a log line, an error or `Debug`

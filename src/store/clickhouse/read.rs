@@ -1,9 +1,14 @@
 //! The statistics queries.
 //!
-//! Guarantee: every figure counts distinct `event_id`s (`uniqExact`), so the
-//! duplicates a redelivered batch leaves until the next merge never show: the
-//! figures are exact before, during and after merges. The per-session query uses
-//! the primary key; the per-country-since query skips older monthly partitions.
+//! Guarantee: every figure counts distinct `event_id`s, so the duplicates a
+//! retried insert leaves until the next merge never show. Per country, presses
+//! are added up over minutes (migration 0002): a minute settled by `button sink`
+//! since its last insert is one number; any other is counted from its ids. So
+//! reading costs one row per country and minute that saw presses, however many
+//! presses each minute holds, once the writer settled them; exact either way.
+//! The per-session query uses the primary key.
+
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -12,40 +17,65 @@ use uuid::Uuid;
 use super::ChStore;
 use super::error::ChError;
 use super::sql::quote_str;
-use crate::stats::{CountryPresses, GlobalStats, StatsError, StatsSource};
+use crate::stats::{CountryPresses, GlobalStats, MINUTE_US, StatsError, StatsSource};
 
-/// A 64-bit count: ClickHouse quotes 64-bit integers in JSON unless
+/// A 64-bit integer: ClickHouse quotes 64-bit integers in JSON unless
 /// `output_format_json_quote_64bit_integers=0`; accept both. (We do not send the
 /// setting: users in read-only mode may not change settings.)
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Count {
-    Number(u64),
+enum Int<T> {
+    Number(T),
     Text(String),
 }
 
-impl Count {
-    fn get(&self) -> Result<u64, ChError> {
+impl<T: std::str::FromStr + Copy> Int<T> {
+    fn get(&self) -> Result<T, ChError> {
         match self {
-            Count::Number(n) => Ok(*n),
-            Count::Text(s) => s
+            Int::Number(n) => Ok(*n),
+            Int::Text(s) => s
                 .parse()
-                .map_err(|_| ChError::Response(format!("not a count: {s:?}"))),
+                .map_err(|_| ChError::Response(format!("not an integer: {s:?}"))),
         }
     }
 }
+
+type Count = Int<u64>;
 
 #[derive(Deserialize)]
 struct CountRow {
     n: Count,
 }
 
+/// Rows inserted into a country's minute so far.
 #[derive(Deserialize)]
-struct CountryRow {
+struct InsertedRow {
     country_code: String,
-    name: String,
+    minute: Int<i64>,
     n: Count,
 }
+
+/// A minute's presses as last settled, and the rows inserted it saw (`v`).
+#[derive(Deserialize)]
+struct SettledRow {
+    country_code: String,
+    minute: Int<i64>,
+    p: Count,
+    v: Count,
+    name: String,
+}
+
+/// A minute's presses counted from its ids.
+#[derive(Deserialize)]
+struct CountedRow {
+    country_code: String,
+    minute: Int<i64>,
+    p: Count,
+    name: String,
+}
+
+/// Presses per country code, with the country's name.
+type ByCountry = BTreeMap<String, (String, u64)>;
 
 impl ChStore {
     /// The count in the one row `sql` returns (0 for no row).
@@ -63,36 +93,87 @@ impl ChStore {
     fn stats_error(&self, e: ChError) -> StatsError {
         StatsError::read(format!("ClickHouse at {}", self.target), e)
     }
+
+    /// Presses per country in the countries' minutes that `filter` (a condition
+    /// on `country_code` and `minute`) selects: settled minutes as they were
+    /// settled, the others counted from their ids.
+    async fn presses_in(&self, filter: &str) -> Result<ByCountry, ChError> {
+        // Aliases that shadow no column (`n`, `p`, `v`, `name`): a name that is
+        // both is resolved differently across versions and settings
+        // (`prefer_column_name_to_alias`).
+        let inserted: Vec<InsertedRow> = self
+            .query_rows(&self.sql(&format!(
+                "SELECT country_code, minute, countMerge(inserted) AS n \
+                 FROM {{db}}.presses_by_country_minute WHERE {filter} \
+                 GROUP BY country_code, minute FORMAT JSONEachRow"
+            )))
+            .await?;
+        let settled: Vec<SettledRow> = self
+            .query_rows(&self.sql(&format!(
+                "SELECT country_code, minute, argMax(presses, inserted) AS p, \
+                 max(inserted) AS v, argMax(country_name, inserted) AS name \
+                 FROM {{db}}.presses_by_country_minute_totals WHERE {filter} \
+                 GROUP BY country_code, minute FORMAT JSONEachRow"
+            )))
+            .await?;
+        let mut settled_at: HashMap<(String, i64), SettledRow> = HashMap::new();
+        for row in settled {
+            settled_at.insert((row.country_code.clone(), row.minute.get()?), row);
+        }
+        let mut by_country = ByCountry::new();
+        let mut add = |code: String, name: String, presses: u64| {
+            let entry = by_country.entry(code).or_insert((name, 0));
+            entry.1 += presses;
+        };
+        let mut unsettled = Vec::new();
+        for row in inserted {
+            let key = (row.country_code, row.minute.get()?);
+            match settled_at.remove(&key) {
+                // Settled after (or since) everything this read saw inserted.
+                Some(s) if s.v.get()? >= row.n.get()? => add(key.0, s.name, s.p.get()?),
+                _ => unsettled.push(format!("({}, {})", quote_str(&key.0), key.1)),
+            }
+        }
+        if !unsettled.is_empty() {
+            let counted: Vec<CountedRow> = self
+                .query_rows(&self.sql(&format!(
+                    "SELECT country_code, minute, uniqExactMerge(presses) AS p, \
+                     anyLastMerge(country_name) AS name \
+                     FROM {{db}}.presses_by_country_minute \
+                     WHERE {filter} AND (country_code, minute) IN ({}) \
+                     GROUP BY country_code, minute FORMAT JSONEachRow",
+                    unsettled.join(", ")
+                )))
+                .await?;
+            for row in counted {
+                row.minute.get()?;
+                add(row.country_code, row.name, row.p.get()?);
+            }
+        }
+        Ok(by_country)
+    }
 }
 
 #[async_trait]
 impl StatsSource for ChStore {
     async fn global(&self) -> Result<GlobalStats, StatsError> {
-        // Aliases that shadow no column (`name`, `n`): a name that is both is
-        // resolved differently across versions and settings
-        // (`prefer_column_name_to_alias`).
-        let rows: Vec<CountryRow> = self
-            .query_rows(&self.sql(
-                "SELECT country_code, anyLastMerge(country_name) AS name, \
-                 uniqExactMerge(presses) AS n \
-                 FROM {db}.presses_by_country \
-                 GROUP BY country_code \
-                 ORDER BY n DESC, country_code \
-                 FORMAT JSONEachRow",
-            ))
+        let by_country = self
+            .presses_in("1")
             .await
             .map_err(|e| self.stats_error(e))?;
-        let by_country = rows
+        let mut by_country: Vec<CountryPresses> = by_country
             .into_iter()
-            .map(|r| {
-                Ok(CountryPresses {
-                    presses: r.n.get()?,
-                    country_code: r.country_code,
-                    country_name: r.name,
-                })
+            .map(|(country_code, (country_name, presses))| CountryPresses {
+                country_code,
+                country_name,
+                presses,
             })
-            .collect::<Result<Vec<_>, ChError>>()
-            .map_err(|e| self.stats_error(e))?;
+            .collect();
+        by_country.sort_by(|a, b| {
+            b.presses
+                .cmp(&a.presses)
+                .then_with(|| a.country_code.cmp(&b.country_code))
+        });
         Ok(GlobalStats {
             total: by_country.iter().map(|c| c.presses).sum(),
             by_country,
@@ -115,16 +196,16 @@ impl StatsSource for ChStore {
         country_code: &str,
         since_us: i64,
     ) -> Result<u64, StatsError> {
-        // The event_date condition only lets ClickHouse skip older partitions.
-        let since_s = since_us.max(0) / 1_000_000;
-        self.count(&self.sql(&format!(
-            "SELECT uniqExact(event_id) AS n FROM {{db}}.button_presses \
-             WHERE country_code = {} AND event_date >= toDate(toDateTime({since_s})) \
-             AND timestamp >= {since_us} AND action = 'PressButton' \
-             FORMAT JSONEachRow",
-            quote_str(country_code)
-        )))
-        .await
+        let filter = format!(
+            "country_code = {} AND minute >= {}",
+            quote_str(country_code),
+            since_us.div_euclid(MINUTE_US)
+        );
+        let by_country = self
+            .presses_in(&filter)
+            .await
+            .map_err(|e| self.stats_error(e))?;
+        Ok(by_country.values().map(|(_, presses)| presses).sum())
     }
 }
 
@@ -146,5 +227,8 @@ mod tests {
                 .is_err()
         );
         assert!(parse_rows::<CountRow>("oops").is_err());
+        let rows: Vec<InsertedRow> =
+            parse_rows("{\"country_code\":\"NL\",\"minute\":\"-3\",\"n\":2}").unwrap();
+        assert_eq!(rows[0].minute.get().unwrap(), -3);
     }
 }
