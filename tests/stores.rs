@@ -446,7 +446,23 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
         .parse()
         .unwrap();
     assert!(rows >= want.distinct);
+    // Nothing settled yet: every minute is counted from its ids.
     check_stats(&a, &want, "clickhouse").await;
+    let settled_total = || async {
+        ch_sql(
+            &url,
+            "SELECT sum(p) FROM (SELECT argMax(presses, inserted) AS p \
+             FROM presses_by_country_minute_totals GROUP BY country_code, minute)",
+        )
+        .await
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0)
+    };
+    assert_eq!(settled_total().await, 0);
+    a.settle().await.unwrap();
+    assert_eq!(settled_total().await, want.global.total);
+    check_stats(&b, &want, "clickhouse (settled)").await;
     // After merges, the same figures.
     ch_sql(&url, "OPTIMIZE TABLE button_presses FINAL").await;
     ch_sql(&url, "OPTIMIZE TABLE presses_by_country_minute FINAL").await;
@@ -489,6 +505,10 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
             .unwrap(),
         before + 2
     );
+    // Settled, the same figures.
+    a.settle().await.unwrap();
+    assert_eq!(settled_total().await, want.global.total + 2);
+    assert_eq!(b.global().await.unwrap(), global);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,10 @@
 //! (within `--drain-timeout`), commits, leaves the group (unless it is a static
 //! member, `--instance-id`, whose partitions wait for it) and exits 0.
 //!
+//! Beside the loop, every few seconds and once when it stops, the sink settles
+//! what the stores keep for reads ([`write::settle_until`]: ClickHouse's counts
+//! per minute). Nothing depends on it for exactness; it keeps reads cheap.
+//!
 //! Liveness: a member whose assignment has not changed for a session timeout,
 //! while messages wait in partitions it does not own (all of them, when it owns
 //! none) and nobody else can be reading them (the whole group has stopped
@@ -168,6 +172,8 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     )
     .await?;
     let kafka = args.kafka.require()?;
+    let settle_stop = CancellationToken::new();
+    let settling = tokio::spawn(write::settle_until(stores.clone(), settle_stop.clone()));
     let destinations = Destinations::build(&kafka, stores).await?;
     let registry = SchemaRegistry::configured(args.registry.config().as_ref())?;
     let connect: member::Connect = {
@@ -210,6 +216,9 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     // A static member does not leave: its partitions wait for it to come back (up
     // to the session timeout) instead of moving away and back.
     input.finish(args.instance_id.is_some());
+    // The last settling, after the last batch.
+    settle_stop.cancel();
+    let _ = settling.await;
     tracing::info!("sink stopped");
     Ok(())
 }

@@ -20,6 +20,7 @@ use anyhow::Context;
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, DeadLetter};
 use super::steps::Output;
@@ -52,6 +53,30 @@ pub async fn connect_stores(
         "no store to write to: pass --postgres-url and/or --clickhouse-url"
     );
     Ok(stores)
+}
+
+/// How often the sink settles what the stores keep for reads
+/// ([`EventStore::settle`]): reads cost more for what was written since.
+pub const SETTLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Settles every store every [`SETTLE_EVERY`] until `stop`, then once more, so
+/// that what the last batches wrote is settled too. A failure is logged and
+/// tried again next time (reads stay exact meanwhile).
+pub async fn settle_until(stores: Vec<Arc<dyn EventStore>>, stop: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tokio::time::sleep(SETTLE_EVERY) => false,
+        };
+        for store in &stores {
+            if let Err(e) = store.settle().await {
+                tracing::warn!(store = store.name(), error = %format_args!("{e:#}"), "counts not settled; reads count from event ids meanwhile");
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Where a batch goes: the stores, and the dead-letter topic `<topic>.dlq`.

@@ -47,4 +47,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// Writes `events` idempotently: on `Ok`, every event is stored exactly once
     /// as far as the statistics queries can tell, however often it was written.
     async fn write(&self, events: &[PressEvent]) -> Result<(), WriteError>;
+
+    /// Brings what the statistics read up to date with what was written, where
+    /// a store keeps that apart (ClickHouse settles its per-minute counts). The
+    /// sink runs it every few seconds and once when it stops; reads are exact
+    /// without it, only costlier. Nothing to do by default.
+    async fn settle(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }

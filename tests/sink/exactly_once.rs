@@ -8,6 +8,7 @@ use button::domain::Action;
 use button::stats::{StatsService, StatsSource};
 use button::store::SqliteStore;
 
+use crate::common::services::clickhouse_sql;
 use crate::common::spawn_app_with_flags;
 use crate::env::{assert_stores_hold, env, eventually, presses, wait_for_total};
 
@@ -24,6 +25,14 @@ async fn every_event_lands_once_in_both_stores_with_equal_per_country_counts() {
     sink.await.unwrap().unwrap();
 
     assert_stores_hold(&env, &events).await;
+    // The sink settled ClickHouse's per-minute counts before it stopped.
+    let settled = clickhouse_sql(
+        &env.ch_url,
+        "SELECT sum(p) FROM (SELECT argMax(presses, inserted) AS p \
+         FROM presses_by_country_minute_totals GROUP BY country_code, minute)",
+    )
+    .await;
+    assert_eq!(settled.trim(), presses(&events).to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

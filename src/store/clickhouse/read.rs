@@ -8,7 +8,7 @@
 //! presses each minute holds, once the writer settled them; exact either way.
 //! The per-session query uses the primary key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -94,10 +94,10 @@ impl ChStore {
         StatsError::read(format!("ClickHouse at {}", self.target), e)
     }
 
-    /// Presses per country in the countries' minutes that `filter` (a condition
-    /// on `country_code` and `minute`) selects: settled minutes as they were
-    /// settled, the others counted from their ids.
-    async fn presses_in(&self, filter: &str) -> Result<ByCountry, ChError> {
+    /// The countries' minutes that `filter` (a condition on `country_code` and
+    /// `minute`) selects: the presses of those settled since their last insert,
+    /// and which are not.
+    pub(super) async fn minutes(&self, filter: &str) -> Result<Minutes, ChError> {
         // Aliases that shadow no column (`n`, `p`, `v`, `name`): a name that is
         // both is resolved differently across versions and settings
         // (`prefer_column_name_to_alias`).
@@ -120,37 +120,93 @@ impl ChStore {
         for row in settled {
             settled_at.insert((row.country_code.clone(), row.minute.get()?), row);
         }
-        let mut by_country = ByCountry::new();
-        let mut add = |code: String, name: String, presses: u64| {
-            let entry = by_country.entry(code).or_insert((name, 0));
-            entry.1 += presses;
-        };
-        let mut unsettled = Vec::new();
+        let mut minutes = Minutes::default();
         for row in inserted {
             let key = (row.country_code, row.minute.get()?);
             match settled_at.remove(&key) {
                 // Settled after (or since) everything this read saw inserted.
-                Some(s) if s.v.get()? >= row.n.get()? => add(key.0, s.name, s.p.get()?),
-                _ => unsettled.push(format!("({}, {})", quote_str(&key.0), key.1)),
+                Some(s) if s.v.get()? >= row.n.get()? => {
+                    add(&mut minutes.settled, key.0, s.name, s.p.get()?)
+                }
+                _ => minutes.unsettled.keys.push(key),
             }
         }
+        Ok(minutes)
+    }
+
+    /// Presses per country in the minutes that `filter` selects: settled minutes
+    /// as they were settled, the others counted from their ids.
+    async fn presses_in(&self, filter: &str) -> Result<ByCountry, ChError> {
+        let Minutes {
+            mut settled,
+            unsettled,
+        } = self.minutes(filter).await?;
         if !unsettled.is_empty() {
             let counted: Vec<CountedRow> = self
                 .query_rows(&self.sql(&format!(
                     "SELECT country_code, minute, uniqExactMerge(presses) AS p, \
                      anyLastMerge(country_name) AS name \
-                     FROM {{db}}.presses_by_country_minute \
-                     WHERE {filter} AND (country_code, minute) IN ({}) \
+                     FROM {{db}}.presses_by_country_minute WHERE {} \
                      GROUP BY country_code, minute FORMAT JSONEachRow",
-                    unsettled.join(", ")
+                    unsettled.filter()
                 )))
                 .await?;
             for row in counted {
                 row.minute.get()?;
-                add(row.country_code, row.name, row.p.get()?);
+                add(&mut settled, row.country_code, row.name, row.p.get()?);
             }
         }
-        Ok(by_country)
+        Ok(settled)
+    }
+}
+
+/// Adds `presses` to `code`'s count.
+fn add(by_country: &mut ByCountry, code: String, name: String, presses: u64) {
+    by_country.entry(code).or_insert((name, 0)).1 += presses;
+}
+
+/// What [`ChStore::minutes`] found.
+#[derive(Default)]
+pub(super) struct Minutes {
+    /// Presses of the settled minutes, per country.
+    pub(super) settled: ByCountry,
+    /// The others.
+    pub(super) unsettled: Unsettled,
+}
+
+/// Countries' minutes inserted into since they were last settled.
+#[derive(Default)]
+pub(super) struct Unsettled {
+    keys: Vec<(String, i64)>,
+}
+
+impl Unsettled {
+    pub(super) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// A condition selecting exactly these minutes: the range of the primary
+    /// key they span (so only their parts are read), then the pairs.
+    pub(super) fn filter(&self) -> String {
+        let countries: BTreeSet<&str> = self.keys.iter().map(|(c, _)| c.as_str()).collect();
+        let first = self.keys.iter().map(|k| k.1).min().unwrap_or(0);
+        let last = self.keys.iter().map(|k| k.1).max().unwrap_or(0);
+        let countries: Vec<String> = countries.into_iter().map(quote_str).collect();
+        let pairs: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(c, m)| format!("({}, {m})", quote_str(c)))
+            .collect();
+        format!(
+            "country_code IN ({}) AND minute >= {first} AND minute <= {last} \
+             AND (country_code, minute) IN ({})",
+            countries.join(", "),
+            pairs.join(", ")
+        )
     }
 }
 
@@ -230,5 +286,17 @@ mod tests {
         let rows: Vec<InsertedRow> =
             parse_rows("{\"country_code\":\"NL\",\"minute\":\"-3\",\"n\":2}").unwrap();
         assert_eq!(rows[0].minute.get().unwrap(), -3);
+    }
+
+    #[test]
+    fn unsettled_minutes_are_picked_exactly_within_their_key_range() {
+        let unsettled = Unsettled {
+            keys: vec![("NL".into(), 3), ("O'K".into(), 1), ("NL".into(), 1)],
+        };
+        assert_eq!(
+            unsettled.filter(),
+            "country_code IN ('NL', 'O\\'K') AND minute >= 1 AND minute <= 3 \
+             AND (country_code, minute) IN (('NL', 3), ('O\\'K', 1), ('NL', 1))"
+        );
     }
 }

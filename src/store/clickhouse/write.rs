@@ -1,31 +1,29 @@
 //! Writing a batch: one HTTP request, `INSERT .. FORMAT JSONEachRow`, one line per
-//! event built from the event's row type ([`crate::domain::row`]); then a second
-//! that settles the counts of every country and minute the batch's presses fell
-//! in (migration 0002 says how the counts are kept).
+//! event built from the event's row type ([`crate::domain::row`]). And settling:
+//! every country and minute inserted into since it was last settled gets its
+//! distinct presses as one number (migration 0002 says how the counts are kept).
 //!
 //! Guarantee: at least once, duplicates harmless. A failed insert may have stored
 //! part of the batch (ClickHouse inserts are not transactions: parts per
 //! partition, then the materialized view); the caller retries, and a retry only
 //! adds duplicates, which the ReplacingMergeTree collapses and the counts ignore
-//! (they count distinct event ids). Settling runs after the insert succeeded, so
-//! the latest settling of a minute saw every insert into it that finished
-//! before it began; a batch whose settling failed is written again whole.
+//! (they count distinct event ids). A settling is versioned by the rows it saw
+//! inserted into the minute, so the latest one (which saw every insert that
+//! finished before it began) wins, whoever runs it and however often.
 //! Inserts are sent with `insert_deduplicate=0`: with replicated tables (Aiven),
 //! a retried identical block would otherwise be skipped *with* its materialized
 //! view, losing the counts if the first attempt stored the rows but failed in
 //! the view.
 
-use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
+use anyhow::Context;
 use async_trait::async_trait;
 
-use super::sql::quote_str;
+use super::error::ChError;
 use super::{ChStore, STORE};
+use crate::domain::PressEvent;
 use crate::domain::row::COLUMNS;
-use crate::domain::{Action, PressEvent};
-use crate::stats::MINUTE_US;
 use crate::store::{EventStore, WriteError};
 
 /// The event columns, as the insert names them.
@@ -67,63 +65,47 @@ impl EventStore for ChStore {
             .request(&[("query", &insert), ("insert_deduplicate", "0")])
             .header("Content-Type", "application/x-ndjson")
             .body(ndjson(events));
-        let written = async {
-            self.send(req).await?;
-            if let Some(settle) = settle_sql(events) {
-                self.query(&self.sql(&settle)).await?;
-            }
-            Ok(())
-        };
-        written
-            .await
-            .map_err(|e: super::error::ChError| WriteError {
-                store: STORE,
-                target: self.target.clone(),
-                events: events.len(),
-                retryable: e.retryable(),
-                source: Arc::new(e),
-            })
+        self.send(req).await.map(drop).map_err(|e| WriteError {
+            store: STORE,
+            target: self.target.clone(),
+            events: events.len(),
+            retryable: e.retryable(),
+            source: Arc::new(e),
+        })
+    }
+
+    async fn settle(&self) -> anyhow::Result<()> {
+        let settled = self.settle_minutes().await.with_context(|| {
+            format!("cannot settle the counts in ClickHouse at {}", self.target)
+        })?;
+        if settled > 0 {
+            tracing::debug!(target = %self.target, minutes = settled, "counts settled");
+        }
+        Ok(())
     }
 }
 
-/// The statement that settles the counts of every country and minute the
-/// presses among `events` fell in (`None` without presses): each one's distinct
-/// presses, name and rows inserted so far, from its states.
-fn settle_sql(events: &[PressEvent]) -> Option<String> {
-    let keys: BTreeSet<(&str, i64)> = events
-        .iter()
-        .filter(|e| e.action == Action::PressButton)
-        // Truncated like the view's `intDiv` (the same as the other stores'
-        // minutes for every time after 1970).
-        .map(|e| (e.location.country_code.as_str(), e.timestamp / MINUTE_US))
-        .collect();
-    let countries: BTreeSet<&str> = keys.iter().map(|(c, _)| *c).collect();
-    let (first, last) = (
-        keys.iter().map(|k| k.1).min()?,
-        keys.iter().map(|k| k.1).max()?,
-    );
-    let mut sql = String::from(
-        "INSERT INTO {db}.presses_by_country_minute_totals \
-         (country_code, minute, country_name, presses, inserted) \
-         SELECT country_code, minute, anyLastMerge(country_name), \
-         uniqExactMerge(presses), countMerge(inserted) \
-         FROM {db}.presses_by_country_minute WHERE country_code IN (",
-    );
-    let quoted: Vec<String> = countries.iter().map(|c| quote_str(c)).collect();
-    sql.push_str(&quoted.join(", "));
-    // The key range narrows the read to the batch's countries and minutes; the
-    // pairs pick the keys exactly.
-    let _ = write!(
-        sql,
-        ") AND minute >= {first} AND minute <= {last} AND (country_code, minute) IN ("
-    );
-    let pairs: Vec<String> = keys
-        .iter()
-        .map(|(c, m)| format!("({}, {m})", quote_str(c)))
-        .collect();
-    sql.push_str(&pairs.join(", "));
-    sql.push_str(") GROUP BY country_code, minute");
-    Some(sql)
+impl ChStore {
+    /// Settles every country and minute inserted into since it was last
+    /// settled: one statement computing their distinct presses from their
+    /// states. Returns how many it settled.
+    pub(super) async fn settle_minutes(&self) -> Result<usize, ChError> {
+        let unsettled = self.minutes("1").await?.unsettled;
+        if unsettled.is_empty() {
+            return Ok(0);
+        }
+        self.query(&self.sql(&format!(
+            "INSERT INTO {{db}}.presses_by_country_minute_totals \
+             (country_code, minute, country_name, presses, inserted) \
+             SELECT country_code, minute, anyLastMerge(country_name), \
+             uniqExactMerge(presses), countMerge(inserted) \
+             FROM {{db}}.presses_by_country_minute WHERE {} \
+             GROUP BY country_code, minute",
+            unsettled.filter()
+        )))
+        .await?;
+        Ok(unsettled.len())
+    }
 }
 
 #[cfg(test)]
@@ -161,41 +143,5 @@ mod tests {
         assert_eq!(v["action"], "PressButton");
         assert_eq!(v["country_name"], "Côte d'Ivoire \"x\"");
         assert!(v["cohort"].is_null());
-    }
-
-    fn event(action: Action, country: &str, second: u64) -> PressEvent {
-        let mut l = crate::domain::Location::unknown();
-        l.country_code = country.into();
-        PressEvent::new(
-            action,
-            Uuid::nil(),
-            l,
-            None,
-            std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(second),
-        )
-    }
-
-    #[test]
-    fn settling_picks_each_country_and_minute_of_the_presses_once() {
-        let events = [
-            event(Action::PressButton, "NL", 61),
-            event(Action::PressButton, "NL", 119),
-            event(Action::PressButton, "O'K", 180),
-            event(Action::EnterPage, "US", 600),
-        ];
-        let sql = settle_sql(&events).unwrap();
-        assert!(
-            sql.ends_with(
-                "WHERE country_code IN ('NL', 'O\\'K') AND minute >= 1 AND minute <= 3 \
-                 AND (country_code, minute) IN (('NL', 1), ('O\\'K', 3)) \
-                 GROUP BY country_code, minute"
-            ),
-            "{sql}"
-        );
-        assert_eq!(
-            settle_sql(&events[3..]),
-            None,
-            "no presses, nothing to settle"
-        );
     }
 }
