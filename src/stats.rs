@@ -37,6 +37,29 @@ pub struct GlobalStats {
     pub by_country: Vec<CountryPresses>,
 }
 
+impl GlobalStats {
+    /// The figures of `countries`: (code, name, presses) each, in any order.
+    pub fn of(countries: impl IntoIterator<Item = (String, String, u64)>) -> Self {
+        let mut by_country: Vec<CountryPresses> = countries
+            .into_iter()
+            .map(|(country_code, country_name, presses)| CountryPresses {
+                country_code,
+                country_name,
+                presses,
+            })
+            .collect();
+        by_country.sort_by(|a, b| {
+            b.presses
+                .cmp(&a.presses)
+                .then_with(|| a.country_code.cmp(&b.country_code))
+        });
+        GlobalStats {
+            total: by_country.iter().map(|c| c.presses).sum(),
+            by_country,
+        }
+    }
+}
+
 /// Presses in one session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionStats {

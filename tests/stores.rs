@@ -16,7 +16,7 @@ use button::domain::{Action, Location, PressEvent};
 use button::generate::SessionMaker;
 use button::geo::GeoDb;
 use button::publish::Publish;
-use button::stats::{CountryPresses, GlobalStats, StatsSource};
+use button::stats::{GlobalStats, StatsSource};
 use button::store::EventStore;
 use button::store::clickhouse::ChStore;
 use button::store::postgres::PgStore;
@@ -108,25 +108,15 @@ fn expected(events: &[PressEvent]) -> Expected {
             *recent.entry(l.country_code.clone()).or_insert(0) += 1;
         }
     }
-    let mut by_country: Vec<CountryPresses> = by_country
-        .into_iter()
-        .map(|(country_code, (country_name, presses))| CountryPresses {
-            country_code,
-            country_name,
-            presses,
-        })
-        .collect();
-    by_country.sort_by(|a, b| {
-        b.presses
-            .cmp(&a.presses)
-            .then_with(|| a.country_code.cmp(&b.country_code))
-    });
+    let global = GlobalStats::of(
+        by_country
+            .into_iter()
+            .map(|(code, (name, presses))| (code, name, presses)),
+    );
+    assert_eq!(global.total, presses.len() as u64);
     Expected {
         distinct: distinct.len(),
-        global: GlobalStats {
-            total: presses.len() as u64,
-            by_country,
-        },
+        global,
         sessions,
         since,
         recent,

@@ -14,18 +14,18 @@
 //! (an `AggregatingMergeTree` fed by a materialized view on every insert) keeps,
 //! per country and minute, the *set* of press `event_id`s (`uniqExact` state) and
 //! how many rows went in; `presses_by_country_minute_totals` holds each minute's
-//! distinct presses as a plain number, settled by the writer, versioned by those
-//! rows. Every figure counts distinct `event_id`s, so duplicates never show: the
+//! distinct presses as a plain number, settled every few seconds by the sink
+//! ([`crate::store::EventStore::settle`]), versioned by those rows. Every figure counts distinct `event_id`s, so duplicates never show: the
 //! figures are exact before, during and after merges (`read.rs`). Reading costs
 //! a row per country and minute with presses, not a row per press, for minutes
 //! settled since their last insert; others are counted from their ids. The
 //! per-session query uses the primary key.
 //!
 //! **Writes** (`write.rs`). One HTTP request per batch (`INSERT .. FORMAT
-//! JSONEachRow`), sent with `insert_deduplicate=0`, then one that settles the
-//! minutes the batch touched (`INSERT .. SELECT` from their states, so its cost
-//! is the presses of those minutes); a failed insert may have stored part of the
-//! batch, and a retry only adds duplicates, which the queries ignore.
+//! JSONEachRow`), sent with `insert_deduplicate=0`; a failed insert may have
+//! stored part of the batch, and a retry only adds duplicates, which the queries
+//! ignore. Settling is one `INSERT .. SELECT` from the states of the minutes
+//! inserted into since they were last settled (its cost is their presses).
 //!
 //! **Secrets.** Credentials travel in the `X-ClickHouse-User` and
 //! `X-ClickHouse-Key` headers, never in a URL, a log line, an error or `Debug`

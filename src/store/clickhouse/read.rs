@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::ChStore;
 use super::error::ChError;
 use super::sql::quote_str;
-use crate::stats::{CountryPresses, GlobalStats, MINUTE_US, StatsError, StatsSource};
+use crate::stats::{GlobalStats, MINUTE_US, StatsError, StatsSource};
 
 /// A 64-bit integer: ClickHouse quotes 64-bit integers in JSON unless
 /// `output_format_json_quote_64bit_integers=0`; accept both. (We do not send the
@@ -217,23 +217,11 @@ impl StatsSource for ChStore {
             .presses_in("1")
             .await
             .map_err(|e| self.stats_error(e))?;
-        let mut by_country: Vec<CountryPresses> = by_country
-            .into_iter()
-            .map(|(country_code, (country_name, presses))| CountryPresses {
-                country_code,
-                country_name,
-                presses,
-            })
-            .collect();
-        by_country.sort_by(|a, b| {
-            b.presses
-                .cmp(&a.presses)
-                .then_with(|| a.country_code.cmp(&b.country_code))
-        });
-        Ok(GlobalStats {
-            total: by_country.iter().map(|c| c.presses).sum(),
-            by_country,
-        })
+        Ok(GlobalStats::of(
+            by_country
+                .into_iter()
+                .map(|(code, (name, presses))| (code, name, presses)),
+        ))
     }
 
     async fn session_presses(&self, id: Uuid) -> Result<u64, StatsError> {

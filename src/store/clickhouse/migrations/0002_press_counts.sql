@@ -2,11 +2,11 @@
 -- count of distinct events (a retried insert leaves duplicates until merges)
 -- needs every event id: per country and minute, those ids are kept as
 -- uniqExact states, with a count of the rows inserted into the minute.
--- `button sink` settles each minute its batch touched into a plain number in
--- presses_by_country_minute_totals, whose version is that row count, so the
--- latest settling wins. Readers add the settled numbers, and count a minute
--- from its ids only when nothing settled it since its last insert (events
--- written by something else than `button sink`). The per-country states of
+-- `button sink` settles, every few seconds, each minute inserted into since
+-- its last settling into a plain number in presses_by_country_minute_totals,
+-- whose version is that row count, so the latest settling wins. Readers add
+-- the settled numbers, and count a minute from its ids only when nothing
+-- settled it since its last insert. The per-country states of
 -- the first schema, which held every id, go.
 CREATE TABLE IF NOT EXISTS {db}.presses_by_country_minute (
     country_code String,
