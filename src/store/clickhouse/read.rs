@@ -65,11 +65,11 @@ struct SettledRow {
     name: String,
 }
 
-/// A minute's presses counted from its ids.
+/// A country's presses in some minutes, counted from their ids (an id is in
+/// one minute only, so the minutes need not be apart).
 #[derive(Deserialize)]
 struct CountedRow {
     country_code: String,
-    minute: Int<i64>,
     p: Count,
     name: String,
 }
@@ -144,15 +144,14 @@ impl ChStore {
         if !unsettled.is_empty() {
             let counted: Vec<CountedRow> = self
                 .query_rows(&self.sql(&format!(
-                    "SELECT country_code, minute, uniqExactMerge(presses) AS p, \
+                    "SELECT country_code, uniqExactMerge(presses) AS p, \
                      anyLastMerge(country_name) AS name \
                      FROM {{db}}.presses_by_country_minute WHERE {} \
-                     GROUP BY country_code, minute FORMAT JSONEachRow",
+                     GROUP BY country_code FORMAT JSONEachRow",
                     unsettled.filter()
                 )))
                 .await?;
             for row in counted {
-                row.minute.get()?;
                 add(&mut settled, row.country_code, row.name, row.p.get()?);
             }
         }

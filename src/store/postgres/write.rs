@@ -14,7 +14,7 @@
 //! and the copied values come from the event's row type ([`COLUMNS`]), so they
 //! cannot drift from each other.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::error::Error;
 use std::sync::{Arc, LazyLock};
 
@@ -175,9 +175,10 @@ struct Counts<'a> {
 
 impl<'a> Counts<'a> {
     fn of(new: &[&'a PressEvent]) -> Self {
-        let mut by_session: HashMap<Uuid, i64> = HashMap::new();
-        let mut by_minute: HashMap<(&str, i64), i64> = HashMap::new();
-        let mut by_country: HashMap<&str, (&str, i64)> = HashMap::new();
+        // Ordered maps: each array comes out in key order.
+        let mut by_session: BTreeMap<Uuid, i64> = BTreeMap::new();
+        let mut by_minute: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+        let mut by_country: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
         for e in new.iter().filter(|e| e.action == Action::PressButton) {
             let l = &e.location;
             *by_session.entry(e.session_id).or_default() += 1;
@@ -189,12 +190,6 @@ impl<'a> Counts<'a> {
                 .or_insert((&l.country_name, 0))
                 .1 += 1;
         }
-        let mut by_session: Vec<_> = by_session.into_iter().collect();
-        by_session.sort_unstable();
-        let mut by_minute: Vec<_> = by_minute.into_iter().collect();
-        by_minute.sort_unstable();
-        let mut by_country: Vec<_> = by_country.into_iter().collect();
-        by_country.sort_unstable();
         let mut counts = Counts::default();
         for (session, n) in by_session {
             counts.sessions.push(session);
