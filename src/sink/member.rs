@@ -74,13 +74,24 @@ fn partitions(tpl: &TopicPartitionList) -> BTreeSet<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
+/// How a new member joins: with the configured identity, or without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// As configured: static (`group.instance.id`) when the sink has an instance id.
+    Configured,
+    /// Dynamic, whatever the configuration says (see [`GroupInput::upkeep`]).
+    Dynamic,
+}
+
 /// Makes a group reader: the sink's member of its group.
-pub type Connect = Box<dyn Fn() -> anyhow::Result<Reader<SinkContext>> + Send + Sync>;
+pub type Connect = Box<dyn Fn(Membership) -> anyhow::Result<Reader<SinkContext>> + Send + Sync>;
 
 /// The consumer group as the loop's input.
 pub struct GroupInput {
     reader: Reader<SinkContext>,
     connect: Connect,
+    /// Whether the current reader is a static member (`group.instance.id`).
+    is_static: bool,
     upkeep: Upkeep,
     health: Arc<Health>,
     /// Messages read, looked up once: it counts every message.
@@ -89,25 +100,32 @@ pub struct GroupInput {
 
 impl GroupInput {
     /// Reads with a reader from `connect`, which makes a new one (a new member)
-    /// whenever the watchdog asks for a rejoin; `health` says whether the stores
-    /// take writes.
-    pub fn new(connect: Connect, upkeep: Upkeep, health: Arc<Health>) -> anyhow::Result<Self> {
+    /// whenever the watchdog asks for a rejoin; `is_static` says whether it
+    /// makes static members; `health` says whether the stores take writes.
+    pub fn new(
+        connect: Connect,
+        is_static: bool,
+        upkeep: Upkeep,
+        health: Arc<Health>,
+    ) -> anyhow::Result<Self> {
         Ok(GroupInput {
-            reader: connect()?,
+            reader: connect(Membership::Configured)?,
             connect,
+            is_static,
             upkeep,
             health,
             read: metrics::counter!(metric::SINK_READ),
         })
     }
 
-    /// Commits what was stored and, unless `stay` (a static member, whose
-    /// partitions wait for it), leaves the group; logs the totals.
-    pub fn finish(self, stay: bool) {
+    /// Commits what was stored and, unless a static member (whose partitions
+    /// wait for it to come back, up to the session timeout, instead of moving
+    /// away and back), leaves the group; logs the totals.
+    pub fn finish(self) {
         if let Err(e) = self.reader.commit_stored() {
             tracing::warn!("final offset commit failed: {e}");
         }
-        if !stay {
+        if !self.is_static {
             self.reader.leave();
         }
         self.upkeep.progress.log_total();
@@ -142,12 +160,34 @@ impl Input for GroupInput {
         let unready = self.health.unready();
         if self.upkeep.tick(&self.reader, unready.as_deref()) {
             // A new consumer, not an unsubscribe and subscribe: Tansu 0.6 has been
-            // seen to leave a static member joining for good, resubscribed or not,
-            // while a new client with the same instance id is let in at once.
+            // seen to leave a member joining for good, resubscribed or not.
+            //
+            // A static member comes back as a dynamic one. Rejoining with the
+            // same instance id gives back the same member and whatever the
+            // coordinator holds for it: an assignment that leaves it nothing, or
+            // a leader that is gone and never syncs. Tansu 0.6 expires members
+            // only on requests from dynamic members, so in a group of static
+            // members a dead one (and its partitions, or its leadership) stays
+            // forever. A dynamic member's join expires them, and the abandoned
+            // static one too, after the session timeout. On Apache Kafka the
+            // watchdog does not fire in a healthy group; if it does, the same
+            // path is correct there too (the static member expires; the dynamic
+            // one gets the partitions). A restart makes the sink static again.
             if let Err(e) = self.reader.commit_stored() {
                 tracing::warn!("offset commit before rejoining failed: {e}");
             }
-            self.reader = (self.connect)().with_context(|| {
+            if self.is_static {
+                tracing::warn!(
+                    "rejoining as a dynamic member, without the instance id: the coordinator keeps the static member stranded; the sink is static again after a restart"
+                );
+                self.is_static = false;
+            }
+            let membership = if self.is_static {
+                Membership::Configured
+            } else {
+                Membership::Dynamic
+            };
+            self.reader = (self.connect)(membership).with_context(|| {
                 format!(
                     "cannot join the group again to read {}",
                     self.reader.topic()

@@ -37,7 +37,9 @@
 //! after crashes cannot park them. The progress line reports the group's lag over
 //! every partition of the topic ([`lag`]), measured by a task of its own so the
 //! loop never waits for the broker. With `--instance-id` (static membership) a
-//! restarted sink takes its partitions back at once on brokers that support it.
+//! restarted sink takes its partitions back at once on brokers that support it;
+//! a static member the watchdog makes rejoin comes back dynamic (see
+//! [`member::GroupInput`]).
 //!
 //! A store that fails permanently (a schema that does not match, say) makes the
 //! sink unready: the error log, every progress line and `/readyz` (with
@@ -66,7 +68,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use batch::BatchLimits;
-use member::{GroupInput, SinkContext, Upkeep};
+use member::{GroupInput, Membership, SinkContext, Upkeep};
 use write::{Destinations, connect_stores};
 
 use crate::config::{ChArgs, KafkaArgs, PgArgs, RegistryArgs};
@@ -178,7 +180,14 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     let registry = SchemaRegistry::configured(args.registry.config().as_ref())?;
     let connect: member::Connect = {
         let (kafka, options) = (kafka.clone(), args.group_options());
-        Box::new(move || {
+        Box::new(move |membership| {
+            let options = match membership {
+                Membership::Configured => options.clone(),
+                Membership::Dynamic => GroupOptions {
+                    instance_id: None,
+                    ..options.clone()
+                },
+            };
             Ok(Reader::group(
                 &kafka,
                 registry.clone(),
@@ -204,7 +213,12 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     let upkeep = Upkeep::new(args.progress_every, SESSION_TIMEOUT, lag);
 
     tracing::info!(topic = %kafka.topic, group = %args.group, instance_id = args.instance_id, stores = ?destinations.names(), "sink started");
-    let mut input = GroupInput::new(connect, upkeep, destinations.health())?;
+    let mut input = GroupInput::new(
+        connect,
+        args.instance_id.is_some(),
+        upkeep,
+        destinations.health(),
+    )?;
     steps::run(
         &mut input,
         &Arc::new(destinations),
@@ -213,9 +227,7 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
         &shutdown,
     )
     .await?;
-    // A static member does not leave: its partitions wait for it to come back (up
-    // to the session timeout) instead of moving away and back.
-    input.finish(args.instance_id.is_some());
+    input.finish();
     // The last settling, after the last batch.
     settle_stop.cancel();
     let _ = settling.await;
