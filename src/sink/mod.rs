@@ -176,7 +176,25 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     let kafka = args.kafka.require()?;
     let settle_stop = CancellationToken::new();
     let settling = tokio::spawn(write::settle_until(stores.clone(), settle_stop.clone()));
-    let destinations = Destinations::build(&kafka, stores).await?;
+    let consumed = consume(&args, &kafka, stores, shutdown).await;
+    // The last settling, after the last batch, also when consuming failed.
+    settle_stop.cancel();
+    let _ = settling.await;
+    if consumed.is_ok() {
+        tracing::info!("sink stopped");
+    }
+    consumed
+}
+
+/// The sink's loop from joining the group to leaving it: what [`run`] does
+/// between its first and its last settling.
+async fn consume(
+    args: &SinkArgs,
+    kafka: &crate::config::KafkaConfig,
+    stores: Vec<Arc<dyn crate::store::EventStore>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let destinations = Destinations::build(kafka, stores).await?;
     let registry = SchemaRegistry::configured(args.registry.config().as_ref())?;
     let connect: member::Connect = {
         let (kafka, options) = (kafka.clone(), args.group_options());
@@ -201,7 +219,7 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     let probe_stop = shutdown.child_token();
     let _stop_probe = probe_stop.clone().drop_guard();
     let lag = lag::spawn_probe(
-        lag::probe_client(crate::kafka::client_config(&kafka)?, &args.group)?,
+        lag::probe_client(crate::kafka::client_config(kafka)?, &args.group)?,
         args.group.clone(),
         kafka.topic.clone(),
         args.progress_every.min(SESSION_TIMEOUT / 4),
@@ -228,10 +246,6 @@ pub async fn run(args: SinkArgs, shutdown: CancellationToken) -> anyhow::Result<
     )
     .await?;
     input.finish();
-    // The last settling, after the last batch.
-    settle_stop.cancel();
-    let _ = settling.await;
-    tracing::info!("sink stopped");
     Ok(())
 }
 

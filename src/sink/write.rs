@@ -60,17 +60,30 @@ pub async fn connect_stores(
 pub const SETTLE_EVERY: Duration = Duration::from_secs(5);
 
 /// Settles every store every [`SETTLE_EVERY`] until `stop`, then once more, so
-/// that what the last batches wrote is settled too. A failure is logged and
-/// tried again next time (reads stay exact meanwhile).
+/// that what the last batches wrote is settled too. A failure is tried again
+/// next time (reads stay exact meanwhile); it is logged as a warning once per
+/// outage (the sink's writes report the store's trouble too), and its end once.
 pub async fn settle_until(stores: Vec<Arc<dyn EventStore>>, stop: CancellationToken) {
+    let mut failing = vec![false; stores.len()];
     loop {
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
             _ = tokio::time::sleep(SETTLE_EVERY) => false,
         };
-        for store in &stores {
-            if let Err(e) = store.settle().await {
-                tracing::warn!(store = store.name(), error = %format_args!("{e:#}"), "counts not settled; reads count from event ids meanwhile");
+        for (store, failing) in stores.iter().zip(&mut failing) {
+            match store.settle().await {
+                Ok(()) if *failing => {
+                    *failing = false;
+                    tracing::info!(store = store.name(), "counts settled again");
+                }
+                Ok(()) => {}
+                Err(e) if *failing => {
+                    tracing::debug!(store = store.name(), error = %format_args!("{e:#}"), "counts still not settled");
+                }
+                Err(e) => {
+                    *failing = true;
+                    tracing::warn!(store = store.name(), error = %format_args!("{e:#}"), "counts not settled; reads count from event ids meanwhile (retrying every {}s, logged again once it works)", SETTLE_EVERY.as_secs());
+                }
             }
         }
         if stopping {

@@ -25,7 +25,11 @@
 //! JSONEachRow`), sent with `insert_deduplicate=0`; a failed insert may have
 //! stored part of the batch, and a retry only adds duplicates, which the queries
 //! ignore. Settling is one `INSERT .. SELECT` from the states of the minutes
-//! inserted into since they were last settled (its cost is their presses).
+//! inserted into since they were last settled (its cost is their presses). A
+//! store looks for those among the minutes it inserted into itself, and among
+//! all minutes only at its first settling and every few minutes after (for what
+//! other writers or a killed sink left), so its upkeep does not grow with the
+//! data stored.
 //!
 //! **Secrets.** Credentials travel in the `X-ClickHouse-User` and
 //! `X-ClickHouse-Key` headers, never in a URL, a log line, an error or `Debug`
@@ -68,6 +72,8 @@ pub struct ChStore {
     /// The database, quoted, for SQL text.
     db: String,
     target: String,
+    /// The minutes this store inserted into and has not settled since (`write.rs`).
+    dirty: std::sync::Mutex<write::Dirty>,
 }
 
 impl fmt::Debug for ChStore {
@@ -123,6 +129,7 @@ impl ChStore {
             db: quote_ident(&ep.database),
             database: ep.database,
             target,
+            dirty: Default::default(),
         })
     }
 

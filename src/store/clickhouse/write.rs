@@ -15,15 +15,18 @@
 //! view, losing the counts if the first attempt stored the rows but failed in
 //! the view.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
 
 use super::error::ChError;
+use super::read::Unsettled;
 use super::{ChStore, STORE};
-use crate::domain::PressEvent;
 use crate::domain::row::COLUMNS;
+use crate::domain::{Action, PressEvent};
 use crate::store::{EventStore, WriteError};
 
 /// The event columns, as the insert names them.
@@ -65,7 +68,11 @@ impl EventStore for ChStore {
             .request(&[("query", &insert), ("insert_deduplicate", "0")])
             .header("Content-Type", "application/x-ndjson")
             .body(ndjson(events));
-        self.send(req).await.map(drop).map_err(|e| WriteError {
+        let sent = self.send(req).await;
+        // Once the insert is over, failed or not (a failed one may have stored
+        // part of the batch): a settling that starts later sees its rows.
+        self.lock_dirty().add(events);
+        sent.map(drop).map_err(|e| WriteError {
             store: STORE,
             target: self.target.clone(),
             events: events.len(),
@@ -85,12 +92,96 @@ impl EventStore for ChStore {
     }
 }
 
+/// How often a store looks for unsettled minutes among all of them, not only
+/// among those it inserted into: for minutes that other writers (another sink
+/// killed before it settled, the on-platform Kafka engine) left unsettled.
+const SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+/// Above this many minutes to look at, the filter is their range, not the list.
+const MAX_LISTED_MINUTES: usize = 10_000;
+
+/// The minutes a store inserted into since it last settled them, and when it
+/// last looked at every minute.
+#[derive(Debug, Default)]
+pub(super) struct Dirty {
+    minutes: BTreeSet<i64>,
+    swept_at: Option<Instant>,
+}
+
+impl Dirty {
+    /// Notes the minutes of `events`' presses, as the materialized view computes
+    /// them (`intDiv`, toward zero, like Rust's `/`).
+    fn add(&mut self, events: &[PressEvent]) {
+        for e in events.iter().filter(|e| e.action == Action::PressButton) {
+            self.minutes.insert(e.timestamp / crate::stats::MINUTE_US);
+        }
+    }
+
+    /// What the next settling looks at, taken out: every minute (`None`) when no
+    /// sweep happened within [`SWEEP_EVERY`] of `now`, else the noted ones.
+    fn take(&mut self, now: Instant) -> (Option<BTreeSet<i64>>, BTreeSet<i64>) {
+        let taken = std::mem::take(&mut self.minutes);
+        let due = self
+            .swept_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
+        if due {
+            self.swept_at = Some(now);
+            (None, taken)
+        } else {
+            (Some(taken.clone()), taken)
+        }
+    }
+
+    /// Puts back what a failed settling took: `taken`, and a sweep if it was one.
+    fn give_back(&mut self, taken: BTreeSet<i64>, was_sweep: bool) {
+        self.minutes.extend(taken);
+        if was_sweep {
+            self.swept_at = None;
+        }
+    }
+}
+
+/// A condition on `minute` selecting `minutes`: their range (so only their
+/// parts are read), then the list, unless it is long.
+fn minutes_filter(minutes: &BTreeSet<i64>) -> Option<String> {
+    let (first, last) = (minutes.first()?, minutes.last()?);
+    let range = format!("minute >= {first} AND minute <= {last}");
+    if minutes.len() > MAX_LISTED_MINUTES {
+        return Some(range);
+    }
+    let list: Vec<String> = minutes.iter().map(i64::to_string).collect();
+    Some(format!("{range} AND minute IN ({})", list.join(", ")))
+}
+
 impl ChStore {
-    /// Settles every country and minute inserted into since it was last
-    /// settled: one statement computing their distinct presses from their
-    /// states. Returns how many it settled.
+    fn lock_dirty(&self) -> std::sync::MutexGuard<'_, Dirty> {
+        self.dirty.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Settles the countries' minutes inserted into since they were last
+    /// settled: among the minutes this store inserted into since its last
+    /// settling, or among all of them at its first settling and every
+    /// [`SWEEP_EVERY`]. One statement to find them, one computing their distinct
+    /// presses from their states. Returns how many it settled.
     pub(super) async fn settle_minutes(&self) -> Result<usize, ChError> {
-        let unsettled = self.minutes("1").await?.unsettled;
+        let (look_at, taken) = self.lock_dirty().take(Instant::now());
+        let was_sweep = look_at.is_none();
+        let result = match look_at {
+            None => self.settle_in("1").await,
+            Some(minutes) => match minutes_filter(&minutes) {
+                Some(filter) => self.settle_in(&filter).await,
+                None => Ok(0),
+            },
+        };
+        if result.is_err() {
+            self.lock_dirty().give_back(taken, was_sweep);
+        }
+        result
+    }
+
+    /// Settles the unsettled minutes among those `filter` selects.
+    async fn settle_in(&self, filter: &str) -> Result<usize, ChError> {
+        let unsettled: Unsettled = self.minutes(filter).await?.unsettled;
         if unsettled.is_empty() {
             return Ok(0);
         }
@@ -113,6 +204,69 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use uuid::Uuid;
+
+    fn at(action: Action, us: i64) -> PressEvent {
+        let mut e = PressEvent::new(
+            action,
+            Uuid::nil(),
+            crate::domain::Location::unknown(),
+            None,
+            std::time::SystemTime::UNIX_EPOCH,
+        );
+        e.timestamp = us;
+        e
+    }
+
+    #[test]
+    fn settling_sweeps_first_then_looks_at_the_minutes_inserted_into() {
+        let t0 = Instant::now();
+        let mut d = Dirty::default();
+        d.add(&[at(Action::PressButton, 61_000_000)]);
+        // The first settling looks at every minute, and takes the noted ones.
+        assert_eq!(d.take(t0), (None, BTreeSet::from([1])));
+        d.add(&[
+            at(Action::PressButton, 120_000_000),
+            at(Action::PressButton, 179_999_999),
+            at(Action::EnterPage, 600_000_000),
+            at(Action::PressButton, 300_000_000),
+        ]);
+        let minutes = BTreeSet::from([2, 5]);
+        assert_eq!(
+            d.take(t0 + Duration::from_secs(5)),
+            (Some(minutes.clone()), minutes.clone())
+        );
+        // Nothing new: nothing to look at.
+        assert_eq!(
+            d.take(t0 + Duration::from_secs(10)),
+            (Some(BTreeSet::new()), BTreeSet::new())
+        );
+        // A failed settling gives its minutes back.
+        d.give_back(minutes.clone(), false);
+        assert_eq!(
+            d.take(t0 + Duration::from_secs(15)),
+            (Some(minutes.clone()), minutes.clone())
+        );
+        // And a failed sweep makes the next settling a sweep.
+        d.give_back(BTreeSet::new(), true);
+        assert_eq!(d.take(t0 + Duration::from_secs(20)).0, None);
+        // Sweeps come back every SWEEP_EVERY.
+        assert!(d.take(t0 + Duration::from_secs(25)).0.is_some());
+        assert_eq!(d.take(t0 + Duration::from_secs(20) + SWEEP_EVERY).0, None);
+    }
+
+    #[test]
+    fn minutes_are_selected_by_range_and_list() {
+        assert_eq!(minutes_filter(&BTreeSet::new()), None);
+        assert_eq!(
+            minutes_filter(&BTreeSet::from([7, 3, 5])).unwrap(),
+            "minute >= 3 AND minute <= 7 AND minute IN (3, 5, 7)"
+        );
+        let many: BTreeSet<i64> = (0..=MAX_LISTED_MINUTES as i64).collect();
+        assert_eq!(
+            minutes_filter(&many).unwrap(),
+            format!("minute >= 0 AND minute <= {MAX_LISTED_MINUTES}")
+        );
+    }
 
     #[test]
     fn the_insert_names_every_column() {
