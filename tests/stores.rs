@@ -515,6 +515,71 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_counts_and_settles_a_backlog_spread_over_many_minutes() {
+    // A sink that replays a topic written over days finds tens of thousands of
+    // countries' minutes unsettled: more than one statement can name.
+    let Some(ch) = services::clickhouse() else {
+        return;
+    };
+    let url = ch.new_database().await;
+    let (a, b) = (
+        ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
+        ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
+    );
+    a.migrate().await.unwrap();
+    // 30,000 presses, each in a minute of its own (about three weeks), from
+    // three countries.
+    let countries = [
+        ("NL", "Netherlands"),
+        ("GB", "United Kingdom"),
+        ("JP", "Japan"),
+    ];
+    let events: Vec<PressEvent> = (0..30_000u64)
+        .map(|i| {
+            let (code, name) = countries[i as usize % 3];
+            let mut l = Location::unknown();
+            l.country_code = code.into();
+            l.country_name = name.into();
+            PressEvent::new(
+                Action::PressButton,
+                Uuid::from_u128(u128::from(i / 10)),
+                l,
+                None,
+                UNIX_EPOCH + Duration::from_secs(START_S + i * 60),
+            )
+        })
+        .collect();
+    for batch in events.chunks(10_000) {
+        a.write(batch).await.unwrap();
+    }
+    let counted = |g: GlobalStats| {
+        g.by_country
+            .iter()
+            .map(|c| (c.country_code.clone(), c.presses))
+            .collect::<Vec<_>>()
+    };
+    let want = vec![
+        ("GB".to_string(), 10_000),
+        ("JP".to_string(), 10_000),
+        ("NL".to_string(), 10_000),
+    ];
+    // Unsettled: counted from their ids.
+    let mut got = counted(b.global().await.unwrap());
+    got.sort();
+    assert_eq!(got, want);
+    a.settle().await.unwrap();
+    let settled = ch_sql(
+        &url,
+        "SELECT count(), sum(presses) FROM presses_by_country_minute_totals",
+    )
+    .await;
+    assert_eq!(settled.trim(), "30000\t30000");
+    let mut got = counted(b.global().await.unwrap());
+    got.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_stores_agree_on_every_figure() {
     let (Some(pg), Some(ch)) = (services::postgres(), services::clickhouse()) else {
         return;

@@ -141,14 +141,15 @@ impl ChStore {
             mut settled,
             unsettled,
         } = self.minutes(filter).await?;
-        if !unsettled.is_empty() {
+        // The chunks hold distinct minutes, and an id lies in one minute: their
+        // counts add up.
+        for filter in unsettled.filters() {
             let counted: Vec<CountedRow> = self
                 .query_rows(&self.sql(&format!(
                     "SELECT country_code, uniqExactMerge(presses) AS p, \
                      anyLastMerge(country_name) AS name \
-                     FROM {{db}}.presses_by_country_minute WHERE {} \
-                     GROUP BY country_code FORMAT JSONEachRow",
-                    unsettled.filter()
+                     FROM {{db}}.presses_by_country_minute WHERE {filter} \
+                     GROUP BY country_code FORMAT JSONEachRow"
                 )))
                 .await?;
             for row in counted {
@@ -180,33 +181,43 @@ pub(super) struct Unsettled {
 }
 
 impl Unsettled {
-    pub(super) fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     pub(super) fn len(&self) -> usize {
         self.keys.len()
     }
 
-    /// A condition selecting exactly these minutes: the range of the primary
-    /// key they span (so only their parts are read), then the pairs.
-    pub(super) fn filter(&self) -> String {
-        let countries: BTreeSet<&str> = self.keys.iter().map(|(c, _)| c.as_str()).collect();
-        let first = self.keys.iter().map(|k| k.1).min().unwrap_or(0);
-        let last = self.keys.iter().map(|k| k.1).max().unwrap_or(0);
-        let countries: Vec<String> = countries.into_iter().map(quote_str).collect();
-        let pairs: Vec<String> = self
-            .keys
-            .iter()
-            .map(|(c, m)| format!("({}, {m})", quote_str(c)))
-            .collect();
-        format!(
-            "country_code IN ({}) AND minute >= {first} AND minute <= {last} \
-             AND (country_code, minute) IN ({})",
-            countries.join(", "),
-            pairs.join(", ")
-        )
+    /// Conditions selecting exactly these minutes, each at most
+    /// [`PAIRS_PER_QUERY`] of them, together all of them and each once: the
+    /// range of the primary key a part spans (so only their parts are read),
+    /// then the pairs. One condition for every minute would not do: a day of
+    /// presses from a hundred countries is 144,000 pairs, and ClickHouse refuses
+    /// a query over `max_query_size` (256 KiB by default).
+    pub(super) fn filters(&self) -> Vec<String> {
+        let mut keys: Vec<&(String, i64)> = self.keys.iter().collect();
+        keys.sort();
+        keys.chunks(PAIRS_PER_QUERY).map(filter).collect()
     }
+}
+
+/// The most (country, minute) pairs one statement names: about 20 bytes each,
+/// so a statement stays well under ClickHouse's default `max_query_size`.
+pub(super) const PAIRS_PER_QUERY: usize = 4_000;
+
+/// A condition selecting exactly the minutes `keys` (sorted, not empty).
+fn filter(keys: &[&(String, i64)]) -> String {
+    let countries: BTreeSet<&str> = keys.iter().map(|(c, _)| c.as_str()).collect();
+    let first = keys.iter().map(|k| k.1).min().unwrap_or(0);
+    let last = keys.iter().map(|k| k.1).max().unwrap_or(0);
+    let countries: Vec<String> = countries.into_iter().map(quote_str).collect();
+    let pairs: Vec<String> = keys
+        .iter()
+        .map(|(c, m)| format!("({}, {m})", quote_str(c)))
+        .collect();
+    format!(
+        "country_code IN ({}) AND minute >= {first} AND minute <= {last} \
+         AND (country_code, minute) IN ({})",
+        countries.join(", "),
+        pairs.join(", ")
+    )
 }
 
 #[async_trait]
@@ -281,9 +292,29 @@ mod tests {
             keys: vec![("NL".into(), 3), ("O'K".into(), 1), ("NL".into(), 1)],
         };
         assert_eq!(
-            unsettled.filter(),
-            "country_code IN ('NL', 'O\\'K') AND minute >= 1 AND minute <= 3 \
-             AND (country_code, minute) IN (('NL', 3), ('O\\'K', 1), ('NL', 1))"
+            unsettled.filters(),
+            [
+                "country_code IN ('NL', 'O\\'K') AND minute >= 1 AND minute <= 3 \
+              AND (country_code, minute) IN (('NL', 1), ('NL', 3), ('O\\'K', 1))"
+            ]
         );
+    }
+
+    #[test]
+    fn many_unsettled_minutes_are_picked_in_chunks_each_once() {
+        let keys: Vec<(String, i64)> = (0..2 * PAIRS_PER_QUERY as i64 + 1)
+            .rev()
+            .map(|m| (if m % 2 == 0 { "NL" } else { "GB" }.into(), m))
+            .collect();
+        let filters = Unsettled { keys: keys.clone() }.filters();
+        assert_eq!(filters.len(), 3);
+        let mut named = 0;
+        for f in &filters {
+            assert!(f.len() < 128 << 10, "a filter of {} bytes", f.len());
+            named += f.matches("), (").count() + 1;
+        }
+        assert_eq!(named, keys.len());
+        // Sorted: the first chunk is Great Britain's, with its key range only.
+        assert!(filters[0].starts_with("country_code IN ('GB') AND minute >= 1 AND"));
     }
 }

@@ -97,8 +97,9 @@ impl EventStore for ChStore {
 /// killed before it settled, the on-platform Kafka engine) left unsettled.
 const SWEEP_EVERY: Duration = Duration::from_secs(300);
 
-/// Above this many minutes to look at, the filter is their range, not the list.
-const MAX_LISTED_MINUTES: usize = 10_000;
+/// Above this many minutes to look at, the filter is their range, not the list
+/// (which stays well under ClickHouse's `max_query_size`).
+const MAX_LISTED_MINUTES: usize = 5_000;
 
 /// The minutes a store inserted into since it last settled them, and when it
 /// last looked at every minute.
@@ -182,19 +183,17 @@ impl ChStore {
     /// Settles the unsettled minutes among those `filter` selects.
     async fn settle_in(&self, filter: &str) -> Result<usize, ChError> {
         let unsettled: Unsettled = self.minutes(filter).await?.unsettled;
-        if unsettled.is_empty() {
-            return Ok(0);
+        for filter in unsettled.filters() {
+            self.query(&self.sql(&format!(
+                "INSERT INTO {{db}}.presses_by_country_minute_totals \
+                 (country_code, minute, country_name, presses, inserted) \
+                 SELECT country_code, minute, anyLastMerge(country_name), \
+                 uniqExactMerge(presses), countMerge(inserted) \
+                 FROM {{db}}.presses_by_country_minute WHERE {filter} \
+                 GROUP BY country_code, minute"
+            )))
+            .await?;
         }
-        self.query(&self.sql(&format!(
-            "INSERT INTO {{db}}.presses_by_country_minute_totals \
-             (country_code, minute, country_name, presses, inserted) \
-             SELECT country_code, minute, anyLastMerge(country_name), \
-             uniqExactMerge(presses), countMerge(inserted) \
-             FROM {{db}}.presses_by_country_minute WHERE {} \
-             GROUP BY country_code, minute",
-            unsettled.filter()
-        )))
-        .await?;
         Ok(unsettled.len())
     }
 }
