@@ -399,16 +399,20 @@ async fn postgres_store_migrates_writes_idempotently_and_counts_exactly() {
     check_stats(&b, &want, "postgres (second instance)").await;
 }
 
+/// A new ClickHouse database on the test server, and two store instances on
+/// it (each with its own connections and its own record of what it inserted).
+async fn two_clickhouse_stores() -> Option<(String, ChStore, ChStore)> {
+    let url = services::clickhouse()?.new_database().await;
+    let connect = async || ChStore::connect(&(&url).parse().unwrap()).await.unwrap();
+    let (a, b) = (connect().await, connect().await);
+    Some((url, a, b))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
-    let Some(ch) = services::clickhouse() else {
+    let Some((url, a, b)) = two_clickhouse_stores().await else {
         return;
     };
-    let url = ch.new_database().await;
-    let (a, b) = (
-        ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
-        ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
-    );
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.unwrap();
     rb.unwrap();
@@ -518,14 +522,9 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
 async fn clickhouse_counts_and_settles_a_backlog_spread_over_many_minutes() {
     // A sink that replays a topic written over days finds tens of thousands of
     // countries' minutes unsettled: more than one statement can name.
-    let Some(ch) = services::clickhouse() else {
+    let Some((url, a, b)) = two_clickhouse_stores().await else {
         return;
     };
-    let url = ch.new_database().await;
-    let (a, b) = (
-        ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
-        ChStore::connect(&(&url).parse().unwrap()).await.unwrap(),
-    );
     a.migrate().await.unwrap();
     // 30,000 presses, each in a minute of its own (about three weeks), from
     // three countries.
