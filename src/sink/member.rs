@@ -182,12 +182,7 @@ impl Input for GroupInput {
                 );
                 self.is_static = false;
             }
-            let membership = if self.is_static {
-                Membership::Configured
-            } else {
-                Membership::Dynamic
-            };
-            self.reader = (self.connect)(membership).with_context(|| {
+            self.reader = (self.connect)(Membership::Dynamic).with_context(|| {
                 format!(
                     "cannot join the group again to read {}",
                     self.reader.topic()
