@@ -38,3 +38,38 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
         .port()
 }
+
+/// Whether process `pid` itself holds a socket listening on `port`. A port from
+/// [`free_port`] can be taken by someone else before a child binds it; a client
+/// would then reach a stranger, so a child started on it is checked with this.
+/// Read from `/proc`: the listening sockets' inodes, then the process's descriptors.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let local = format!(":{port:04X}");
+    let listening: std::collections::HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    // sl local_address rem_address st ... inode (the 10th column)
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    let here = cols.get(1)?.ends_with(&local) && *cols.get(3)? == "0A";
+                    here.then(|| cols.get(9).map(|s| (*s).to_owned()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| {
+            target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:[")?.strip_suffix(']'))
+                .is_some_and(|inode| listening.contains(inode))
+        })
+}

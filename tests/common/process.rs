@@ -2,8 +2,8 @@
 //! surviving `kill -9`, and everything it logs.
 //!
 //! The server is given a port picked free here and is ready once `/healthz`
-//! answers; should another process take the port first, the server exits and is
-//! started again on another.
+//! answers from a socket the child itself listens on; should another process take
+//! the port first, the server exits and is started again on another.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -98,7 +98,8 @@ impl ServerProcess {
                 return false;
             }
             if let Ok(r) = http.get(&healthz).send().await {
-                if r.status().is_success() {
+                // Another test's server on the same port would answer too.
+                if r.status().is_success() && super::listens_on(self.child.id(), self.addr.port()) {
                     return true;
                 }
             }

@@ -10,55 +10,96 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::common::kafka::{kafka_args, read_topic};
-use crate::common::{eventually, free_port, services, spawn_app_with};
+use crate::common::{eventually, free_port, listens_on, services, spawn_app_with};
 
+/// A Tansu broker of one test's own, frozen and thawed with signals.
 struct Broker {
     child: Child,
     addr: String,
 }
 
+impl Broker {
+    /// Stops the broker (SIGSTOP) and waits until every thread of it is stopped, so
+    /// nothing sent from now on is answered until [`Broker::thaw`].
+    fn freeze(&self) {
+        assert!(
+            signal(&self.child, "STOP"),
+            "cannot stop the private broker"
+        );
+        let stat = format!("/proc/{}/stat", self.child.id());
+        let by = Instant::now() + Duration::from_secs(5);
+        // The state follows the command name's closing parenthesis: `T` is stopped.
+        while !std::fs::read_to_string(&stat)
+            .unwrap_or_else(|e| panic!("the private broker is gone ({stat}: {e})"))
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+        {
+            assert!(Instant::now() < by, "the private broker did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn thaw(&self) {
+        assert!(
+            signal(&self.child, "CONT"),
+            "cannot resume the private broker"
+        );
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
-        signal(&self.child, "CONT");
+        let _ = signal(&self.child, "CONT");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
+/// Sends `sig` to `child`; false if it could not be sent.
+fn signal(child: &Child, sig: &str) -> bool {
+    Command::new("kill")
         .args([&format!("-{sig}"), &child.id().to_string()])
         .status()
-        .unwrap();
-    assert!(ok.success());
+        .is_ok_and(|s| s.success())
 }
 
-/// A broker of this test's own, once it accepts connections.
+/// A broker of this test's own, once it listens. Its port is free when chosen but
+/// can be taken before the broker binds it (by another test's broker, or a client's
+/// outgoing connection); the broker then exits, and a connection to the port would
+/// reach a stranger, which no signal to our child would freeze. So the listening
+/// socket must be the child's own, and a taken port means another try.
 async fn private_broker() -> Option<Broker> {
     let tansu = services::tansu()?;
-    let addr = format!("127.0.0.1:{}", free_port());
-    let url = format!("tcp://{addr}");
-    let child = Command::new(&tansu)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("BUTTON_TANSU={} does not start: {e}", tansu.display()));
-    let broker = Broker { child, addr };
-    eventually(
-        "the private broker to listen",
-        Duration::from_secs(30),
-        async || tokio::net::TcpStream::connect(&broker.addr).await.is_ok(),
-    )
-    .await;
-    Some(broker)
+    for _ in 0..5 {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("BUTTON_TANSU={} does not start: {e}", tansu.display()));
+        let by = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if listens_on(child.id(), port) {
+                let addr = format!("127.0.0.1:{port}");
+                return Some(Broker { child, addr });
+            }
+            assert!(
+                Instant::now() < by,
+                "the private broker did not listen on {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    panic!("the private broker exited five times: were its ports taken?");
 }
 
 #[tokio::test]
@@ -86,7 +127,7 @@ async fn presses_fail_fast_while_the_broker_is_frozen_and_recover_without_a_rest
         acked.push(r.event_id().unwrap());
     }
 
-    signal(&broker.child, "STOP");
+    broker.freeze();
     let began = Instant::now();
     let r = v.press().await;
     let waited = began.elapsed();
@@ -103,7 +144,7 @@ async fn presses_fail_fast_while_the_broker_is_frozen_and_recover_without_a_rest
     );
     assert_eq!(v.get("/healthz").await.status, StatusCode::OK);
 
-    signal(&broker.child, "CONT");
+    broker.thaw();
     let back = Instant::now();
     loop {
         let r = v.press().await;
@@ -179,7 +220,7 @@ async fn while_the_broker_is_frozen_presses_are_spooled_and_replayed_in_order_af
     }
 
     // The broker stops answering: presses are still acknowledged, from the spool.
-    signal(&broker.child, "STOP");
+    broker.freeze();
     for _ in 0..20 {
         let r = v.press().await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -204,7 +245,7 @@ async fn while_the_broker_is_frozen_presses_are_spooled_and_replayed_in_order_af
     // A restart with presses in the spool: the new server replays them once the
     // broker is back, before anything newer.
     app.stop().await;
-    signal(&broker.child, "CONT");
+    broker.thaw();
     let app = spawn_app_with(settings).await;
     let mut v = app.visitor("8.8.8.8");
     eventually(
