@@ -7,8 +7,9 @@
 -- inserted; a crash in between inserts it again. The duplicates are harmless for
 -- the statistics: `button_presses` is a ReplacingMergeTree keyed on event_id, and
 -- `presses_by_country_minute` counts uniqExact(event_id). Nothing settles those
--- minutes into plain numbers here (`button sink` does), so reading the counts
--- costs more as presses accumulate; they stay exact. The same SQL works on
+-- minutes into plain numbers or rolls their days up here (a running `button
+-- sink` does, for every writer's minutes, every 5 minutes), so reading the
+-- counts costs more as presses accumulate; they stay exact. The same SQL works on
 -- ClickHouse 18.16 and on current versions.
 --
 -- On Aiven, do not run the first statement: create a ClickHouse-Kafka service

@@ -425,7 +425,7 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
         )
         .await
         .trim(),
-        "[1,2]"
+        "[1,2,3]"
     );
 
     let events = test_events();
@@ -453,18 +453,32 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
         .parse::<u64>()
         .unwrap_or(0)
     };
+    let rolled_up_total = || async {
+        ch_sql(
+            &url,
+            "SELECT sum(p) FROM (SELECT argMax(presses, inserted) AS p \
+             FROM presses_by_country_day_totals GROUP BY country_code, day)",
+        )
+        .await
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0)
+    };
     assert_eq!(settled_total().await, 0);
     a.settle().await.unwrap();
     assert_eq!(settled_total().await, want.global.total);
+    assert_eq!(rolled_up_total().await, want.global.total);
     check_stats(&b, &want, "clickhouse (settled)").await;
     // After merges, the same figures.
     ch_sql(&url, "OPTIMIZE TABLE button_presses FINAL").await;
     ch_sql(&url, "OPTIMIZE TABLE presses_by_country_minute FINAL").await;
-    ch_sql(
-        &url,
-        "OPTIMIZE TABLE presses_by_country_minute_totals FINAL",
-    )
-    .await;
+    for table in [
+        "presses_by_country_minute_totals",
+        "presses_by_country_day",
+        "presses_by_country_day_totals",
+    ] {
+        ch_sql(&url, &format!("OPTIMIZE TABLE {table} FINAL")).await;
+    }
     check_stats(&b, &want, "clickhouse (after merges)").await;
 
     // Presses written by something else than the store (the on-platform
@@ -516,6 +530,11 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
         .filter(|e| e.action == Action::PressButton)
         .count() as u64;
     assert_eq!(settled_total().await, want.global.total + 2 + presses);
+    assert_eq!(rolled_up_total().await, want.global.total + 2 + presses);
+    assert_eq!(
+        a.global().await.unwrap().total,
+        want.global.total + 2 + presses
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -573,9 +592,50 @@ async fn clickhouse_counts_and_settles_a_backlog_spread_over_many_minutes() {
     )
     .await;
     assert_eq!(settled.trim(), "30000\t30000");
+    // And its days rolled up: three countries on each of the 22 days.
+    let rolled_up = async || {
+        ch_sql(
+            &url,
+            "SELECT count(), sum(p) FROM (SELECT argMax(presses, inserted) AS p \
+             FROM presses_by_country_day_totals GROUP BY country_code, day)",
+        )
+        .await
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(rolled_up().await, "66\t30000");
     let mut got = counted(b.global().await.unwrap());
     got.sort();
     assert_eq!(got, want);
+
+    // A late press into a day rolled up long ago, from a store that has not
+    // settled it: the day's total is out of date, and reads count the day
+    // from its minutes (one of them unsettled) instead.
+    let mut late = events[3].clone();
+    late.event_id = Uuid::from_u128(u128::MAX);
+    b.write(&[late.clone(), late]).await.unwrap();
+    let mut want = want;
+    want[2].1 += 1; // NL, the country of events[3]
+    let mut got = counted(a.global().await.unwrap());
+    got.sort();
+    assert_eq!(got, want, "a day inserted into since its roll-up");
+    b.settle().await.unwrap();
+    assert_eq!(rolled_up().await, "66\t30001");
+    let mut got = counted(a.global().await.unwrap());
+    got.sort();
+    assert_eq!(got, want);
+
+    // Rolled up, the all-time figures read the days alone: without the
+    // minutes' tables they stay the same.
+    for table in [
+        "presses_by_country_minute",
+        "presses_by_country_minute_totals",
+    ] {
+        ch_sql(&url, &format!("TRUNCATE TABLE {table}")).await;
+    }
+    let mut got = counted(a.global().await.unwrap());
+    got.sort();
+    assert_eq!(got, want, "read from the days' totals");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

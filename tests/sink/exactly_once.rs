@@ -33,6 +33,14 @@ async fn every_event_lands_once_in_both_stores_with_equal_per_country_counts() {
     )
     .await;
     assert_eq!(settled.trim(), presses(&events).to_string());
+    // And rolled their days up.
+    let rolled_up = clickhouse_sql(
+        &env.ch_url,
+        "SELECT sum(p) FROM (SELECT argMax(presses, inserted) AS p \
+         FROM presses_by_country_day_totals GROUP BY country_code, day)",
+    )
+    .await;
+    assert_eq!(rolled_up.trim(), presses(&events).to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,17 +15,23 @@
 //! per country and minute, the *set* of press `event_id`s (`uniqExact` state) and
 //! how many rows went in; `presses_by_country_minute_totals` holds each minute's
 //! distinct presses as a plain number, settled every few seconds by the sink
-//! ([`crate::store::EventStore::settle`]), versioned by those rows. Every figure counts distinct `event_id`s, so duplicates never show: the
-//! figures are exact before, during and after merges (`read.rs`). Reading costs
-//! a row per country and minute with presses, not a row per press, for minutes
-//! settled since their last insert; others are counted from their ids. The
-//! per-session query uses the primary key.
+//! ([`crate::store::EventStore::settle`]), versioned by those rows.
+//! `presses_by_country_day` counts the rows inserted per country and day (a view
+//! on the minutes' table), and `presses_by_country_day_totals` holds each day's
+//! presses, rolled up from its settled minutes by the same settling, versioned
+//! by that count. Every figure counts distinct `event_id`s, so duplicates never
+//! show: the figures are exact before, during and after merges (`read.rs`).
+//! The all-time read costs a row per country and day with presses for days
+//! rolled up since their last insert, a row per minute for the others' minutes
+//! if settled, and their ids if not; the last hour reads at most 61 minutes per
+//! country. The per-session query uses the primary key.
 //!
 //! **Writes** (`write.rs`). One HTTP request per batch (`INSERT .. FORMAT
 //! JSONEachRow`), sent with `insert_deduplicate=0`; a failed insert may have
 //! stored part of the batch, and a retry only adds duplicates, which the queries
 //! ignore. Settling is one `INSERT .. SELECT` from the states of the minutes
-//! inserted into since they were last settled (its cost is their presses). A
+//! inserted into since they were last settled (its cost is their presses), then
+//! one `INSERT .. VALUES` of their days' new totals (its cost is their minutes). A
 //! store looks for those among the minutes it inserted into itself, and among
 //! all minutes only at its first settling and every few minutes after (for what
 //! other writers or a killed sink left), so its upkeep does not grow with the

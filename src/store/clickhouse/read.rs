@@ -3,10 +3,13 @@
 //! Guarantee: every figure counts distinct `event_id`s, so the duplicates a
 //! retried insert leaves until the next merge never show. Per country, presses
 //! are added up over minutes (migration 0002): a minute settled by `button sink`
-//! since its last insert is one number; any other is counted from its ids. So
-//! reading costs one row per country and minute that saw presses, however many
-//! presses each minute holds, once the writer settled them; exact either way.
-//! The per-session query uses the primary key.
+//! since its last insert is one number; any other is counted from its ids. The
+//! all-time figures are added up over days first (migration 0003): a day rolled
+//! up since its last insert is one number; any other is added up over its
+//! minutes. So the all-time read costs a row per country and day with presses
+//! (and the minutes of the days inserted into since their roll-up), the last
+//! hour at most 61 minutes per country, however many presses each holds; exact
+//! either way. The per-session query uses the primary key.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -65,6 +68,24 @@ struct SettledRow {
     name: String,
 }
 
+/// Rows inserted into a country's day so far.
+#[derive(Deserialize)]
+struct DayRow {
+    country_code: String,
+    day: Int<i64>,
+    n: Count,
+}
+
+/// A day's presses as last rolled up, and the day's count it saw (`v`).
+#[derive(Deserialize)]
+struct DayTotalRow {
+    country_code: String,
+    day: Int<i64>,
+    p: Count,
+    v: Count,
+    name: String,
+}
+
 /// A country's presses in some minutes, counted from their ids (an id is in
 /// one minute only, so the minutes need not be apart).
 #[derive(Deserialize)]
@@ -76,6 +97,18 @@ struct CountedRow {
 
 /// Presses per country code, with the country's name.
 type ByCountry = BTreeMap<String, (String, u64)>;
+
+/// Presses per country code and day, with the country's name.
+pub(super) type ByDay = BTreeMap<(String, i64), (String, u64)>;
+
+/// Minutes in a day.
+const MINUTES_PER_DAY: i64 = 1440;
+
+/// The day `minute` lies in, as the schema computes it (`intDiv`, toward zero,
+/// like Rust's `/`).
+pub(super) fn day_of(minute: i64) -> i64 {
+    minute / MINUTES_PER_DAY
+}
 
 impl ChStore {
     /// The count in the one row `sql` returns (0 for no row).
@@ -95,8 +128,8 @@ impl ChStore {
     }
 
     /// The countries' minutes that `filter` (a condition on `country_code` and
-    /// `minute`) selects: the presses of those settled since their last insert,
-    /// and which are not.
+    /// `minute`) selects: the presses of those settled since their last insert
+    /// (per day), and which are not.
     pub(super) async fn minutes(&self, filter: &str) -> Result<Minutes, ChError> {
         // Aliases that shadow no column (`n`, `p`, `v`, `name`): a name that is
         // both is resolved differently across versions and settings
@@ -123,10 +156,16 @@ impl ChStore {
         let mut minutes = Minutes::default();
         for row in inserted {
             let key = (row.country_code, row.minute.get()?);
+            let n = row.n.get()?;
+            *minutes
+                .inserted
+                .entry((key.0.clone(), day_of(key.1)))
+                .or_default() += n;
             match settled_at.remove(&key) {
                 // Settled after (or since) everything this read saw inserted.
-                Some(s) if s.v.get()? >= row.n.get()? => {
-                    add(&mut minutes.settled, key.0, s.name, s.p.get()?)
+                Some(s) if s.v.get()? >= n => {
+                    let day = (key.0, day_of(key.1));
+                    add(&mut minutes.settled, day, s.name, s.p.get()?)
                 }
                 _ => minutes.unsettled.keys.push(key),
             }
@@ -138,9 +177,9 @@ impl ChStore {
     /// as they were settled, the others counted from their ids.
     async fn presses_in(&self, filter: &str) -> Result<ByCountry, ChError> {
         let Minutes {
-            mut settled,
-            unsettled,
+            settled, unsettled, ..
         } = self.minutes(filter).await?;
+        let mut by_country = by_country(settled);
         // The chunks hold distinct minutes, and an id lies in one minute: their
         // counts add up.
         for filter in unsettled.filters() {
@@ -153,60 +192,203 @@ impl ChStore {
                 )))
                 .await?;
             for row in counted {
-                add(&mut settled, row.country_code, row.name, row.p.get()?);
+                add(&mut by_country, row.country_code, row.name, row.p.get()?);
             }
         }
-        Ok(settled)
+        Ok(by_country)
+    }
+
+    /// Presses per country, all time: days rolled up since their last insert
+    /// as rolled up, the others added up over their minutes.
+    async fn presses_all_time(&self) -> Result<ByCountry, ChError> {
+        let Days { current, stale } = self.days("1").await?;
+        let mut by_country = by_country(current);
+        // Distinct days hold distinct minutes: their counts add up.
+        for filter in stale.filters() {
+            for (code, (name, presses)) in self.presses_in(&filter).await? {
+                add(&mut by_country, code, name, presses);
+            }
+        }
+        Ok(by_country)
+    }
+
+    /// The countries' days that `filter` (a condition on `country_code` and
+    /// `day`) selects: the presses of those rolled up since their last insert
+    /// (whose count still equals the rows the roll-up saw), and which are not.
+    pub(super) async fn days(&self, filter: &str) -> Result<Days, ChError> {
+        let counted: Vec<DayRow> = self
+            .query_rows(&self.sql(&format!(
+                "SELECT country_code, day, sum(inserted) AS n \
+                 FROM {{db}}.presses_by_country_day WHERE {filter} \
+                 GROUP BY country_code, day FORMAT JSONEachRow"
+            )))
+            .await?;
+        let totals: Vec<DayTotalRow> = self
+            .query_rows(&self.sql(&format!(
+                "SELECT country_code, day, argMax(presses, inserted) AS p, \
+                 max(inserted) AS v, argMax(country_name, inserted) AS name \
+                 FROM {{db}}.presses_by_country_day_totals WHERE {filter} \
+                 GROUP BY country_code, day FORMAT JSONEachRow"
+            )))
+            .await?;
+        let mut rolled_up: HashMap<(String, i64), DayTotalRow> = HashMap::new();
+        for row in totals {
+            rolled_up.insert((row.country_code.clone(), row.day.get()?), row);
+        }
+        let mut days = Days::default();
+        for row in counted {
+            let key = (row.country_code, row.day.get()?);
+            match rolled_up.remove(&key) {
+                // Nothing inserted since the roll-up. Equal, not at least: a
+                // count that fell behind its minutes (a view that failed
+                // where the other did not) must not hide later inserts.
+                Some(t) if t.v.get()? == row.n.get()? => {
+                    add(&mut days.current, key, t.name, t.p.get()?)
+                }
+                _ => days.stale.push(key),
+            }
+        }
+        Ok(days)
     }
 }
 
-/// Adds `presses` to `code`'s count.
-fn add(by_country: &mut ByCountry, code: String, name: String, presses: u64) {
-    by_country.entry(code).or_insert((name, 0)).1 += presses;
+/// Adds `presses` to `key`'s count.
+fn add<K: Ord>(counts: &mut BTreeMap<K, (String, u64)>, key: K, name: String, presses: u64) {
+    counts.entry(key).or_insert((name, 0)).1 += presses;
+}
+
+/// `by_day`, added up per country.
+fn by_country(by_day: ByDay) -> ByCountry {
+    let mut out = ByCountry::new();
+    for ((code, _), (name, presses)) in by_day {
+        add(&mut out, code, name, presses);
+    }
+    out
 }
 
 /// What [`ChStore::minutes`] found.
 #[derive(Default)]
 pub(super) struct Minutes {
-    /// Presses of the settled minutes, per country.
-    pub(super) settled: ByCountry,
+    /// Presses of the settled minutes, per country and day.
+    pub(super) settled: ByDay,
     /// The others.
-    pub(super) unsettled: Unsettled,
+    pub(super) unsettled: Pairs,
+    /// Rows inserted into the minutes, per country and day (read before the
+    /// settled presses, so those hold at least these rows' ids).
+    pub(super) inserted: BTreeMap<(String, i64), u64>,
 }
 
-/// Countries' minutes inserted into since they were last settled.
+/// What [`ChStore::days`] found.
+pub(super) struct Days {
+    /// Presses of the days rolled up since their last insert.
+    pub(super) current: ByDay,
+    /// The others.
+    pub(super) stale: Pairs,
+}
+
+impl Default for Days {
+    fn default() -> Self {
+        Days {
+            current: ByDay::new(),
+            stale: Pairs::new(Grain::Day),
+        }
+    }
+}
+
+/// What the second part of a (country, time) pair counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) enum Grain {
+    #[default]
+    Minute,
+    Day,
+}
+
+impl Grain {
+    /// The expression for this grain over a `minute` column.
+    fn of_minute(self) -> &'static str {
+        match self {
+            Grain::Minute => "minute",
+            Grain::Day => "intDiv(minute, 1440)",
+        }
+    }
+
+    /// The first and the last minute of `first` and `last` (a day holds the
+    /// minutes [`day_of`] maps to it: day 0 reaches below zero too).
+    fn minutes(self, first: i64, last: i64) -> (i64, i64) {
+        match self {
+            Grain::Minute => (first, last),
+            Grain::Day => {
+                let d = MINUTES_PER_DAY;
+                let lo = if first > 0 {
+                    first * d
+                } else {
+                    first * d - (d - 1)
+                };
+                let hi = if last < 0 {
+                    last * d
+                } else {
+                    last * d + (d - 1)
+                };
+                (lo, hi)
+            }
+        }
+    }
+}
+
+/// Countries' minutes or days: those inserted into since they were last
+/// settled or rolled up.
 #[derive(Default)]
-pub(super) struct Unsettled {
+pub(super) struct Pairs {
+    grain: Grain,
     keys: Vec<(String, i64)>,
 }
 
-impl Unsettled {
+impl Pairs {
+    pub(super) fn new(grain: Grain) -> Self {
+        Pairs {
+            grain,
+            keys: Vec::new(),
+        }
+    }
+
+    pub(super) fn push(&mut self, key: (String, i64)) {
+        self.keys.push(key);
+    }
+
+    pub(super) fn keys(&self) -> &[(String, i64)] {
+        &self.keys
+    }
+
     pub(super) fn len(&self) -> usize {
         self.keys.len()
     }
 
-    /// Conditions selecting exactly these minutes, each at most
-    /// [`PAIRS_PER_QUERY`] of them, together all of them and each once: the
+    /// Conditions on `country_code` and `minute` selecting exactly these
+    /// minutes (or the minutes of these days), each naming at most
+    /// [`PAIRS_PER_QUERY`] pairs, together all of them and each once: the
     /// range of the primary key a part spans (so only their parts are read),
-    /// then the pairs. One condition for every minute would not do: a day of
-    /// presses from a hundred countries is 144,000 pairs, and ClickHouse refuses
-    /// a query over `max_query_size` (256 KiB by default).
+    /// then the pairs. One condition for every pair would not do: a day of
+    /// presses from a hundred countries is 144,000 minutes, and ClickHouse
+    /// refuses a query over `max_query_size` (256 KiB by default).
     pub(super) fn filters(&self) -> Vec<String> {
         let mut keys: Vec<&(String, i64)> = self.keys.iter().collect();
         keys.sort();
-        keys.chunks(PAIRS_PER_QUERY).map(filter).collect()
+        keys.chunks(PAIRS_PER_QUERY)
+            .map(|chunk| filter(self.grain, chunk))
+            .collect()
     }
 }
 
-/// The most (country, minute) pairs one statement names: about 20 bytes each,
-/// so a statement stays well under ClickHouse's default `max_query_size`.
+/// The most (country, minute or day) pairs one statement names: about 20 bytes
+/// each, so a statement stays well under ClickHouse's default `max_query_size`.
 pub(super) const PAIRS_PER_QUERY: usize = 4_000;
 
-/// A condition selecting exactly the minutes `keys` (sorted, not empty).
-fn filter(keys: &[&(String, i64)]) -> String {
+/// A condition selecting exactly `keys` (sorted, not empty) of `grain`.
+fn filter(grain: Grain, keys: &[&(String, i64)]) -> String {
     let countries: BTreeSet<&str> = keys.iter().map(|(c, _)| c.as_str()).collect();
     let first = keys.iter().map(|k| k.1).min().unwrap_or(0);
     let last = keys.iter().map(|k| k.1).max().unwrap_or(0);
+    let (first, last) = grain.minutes(first, last);
     let countries: Vec<String> = countries.into_iter().map(quote_str).collect();
     let pairs: Vec<String> = keys
         .iter()
@@ -214,8 +396,9 @@ fn filter(keys: &[&(String, i64)]) -> String {
         .collect();
     format!(
         "country_code IN ({}) AND minute >= {first} AND minute <= {last} \
-         AND (country_code, minute) IN ({})",
+         AND (country_code, {}) IN ({})",
         countries.join(", "),
+        grain.of_minute(),
         pairs.join(", ")
     )
 }
@@ -224,7 +407,7 @@ fn filter(keys: &[&(String, i64)]) -> String {
 impl StatsSource for ChStore {
     async fn global(&self) -> Result<GlobalStats, StatsError> {
         let by_country = self
-            .presses_in("1")
+            .presses_all_time()
             .await
             .map_err(|e| self.stats_error(e))?;
         Ok(GlobalStats::of(
@@ -288,7 +471,8 @@ mod tests {
 
     #[test]
     fn unsettled_minutes_are_picked_exactly_within_their_key_range() {
-        let unsettled = Unsettled {
+        let unsettled = Pairs {
+            grain: Grain::Minute,
             keys: vec![("NL".into(), 3), ("O'K".into(), 1), ("NL".into(), 1)],
         };
         assert_eq!(
@@ -306,7 +490,11 @@ mod tests {
             .rev()
             .map(|m| (if m % 2 == 0 { "NL" } else { "GB" }.into(), m))
             .collect();
-        let filters = Unsettled { keys: keys.clone() }.filters();
+        let filters = Pairs {
+            grain: Grain::Minute,
+            keys: keys.clone(),
+        }
+        .filters();
         assert_eq!(filters.len(), 3);
         let mut named = 0;
         for f in &filters {
@@ -316,5 +504,32 @@ mod tests {
         assert_eq!(named, keys.len());
         // Sorted: the first chunk is Great Britain's, with its key range only.
         assert!(filters[0].starts_with("country_code IN ('GB') AND minute >= 1 AND"));
+    }
+
+    #[test]
+    fn days_are_picked_by_the_minutes_they_hold() {
+        let days = Pairs {
+            grain: Grain::Day,
+            keys: vec![("NL".into(), 2), ("NL".into(), 1)],
+        };
+        assert_eq!(
+            days.filters(),
+            [
+                "country_code IN ('NL') AND minute >= 1440 AND minute <= 4319 \
+              AND (country_code, intDiv(minute, 1440)) IN (('NL', 1), ('NL', 2))"
+            ]
+        );
+        // intDiv rounds toward zero: day 0 holds a minute either side of zero,
+        // day -1 the 1,440 minutes below that.
+        assert_eq!(Grain::Day.minutes(0, 0), (-1439, 1439));
+        assert_eq!(Grain::Day.minutes(-1, -1), (-2879, -1440));
+        for minute in [-2880, -2879, -1440, -1439, -1, 0, 1439, 1440, 4319, 4320] {
+            let (lo, hi) = Grain::Day.minutes(day_of(minute), day_of(minute));
+            assert!(
+                lo <= minute && minute <= hi,
+                "minute {minute} in {lo}..={hi}"
+            );
+        }
+        assert_eq!((day_of(-1440), day_of(-1439), day_of(1439)), (-1, 0, 0));
     }
 }
