@@ -442,28 +442,10 @@ async fn clickhouse_store_migrates_writes_idempotently_and_counts_exactly() {
     assert!(rows >= want.distinct);
     // Nothing settled yet: every minute is counted from its ids.
     check_stats(&a, &want, "clickhouse").await;
-    let settled_total = || async {
-        ch_sql(
-            &url,
-            "SELECT sum(p) FROM (SELECT argMax(presses, inserted) AS p \
-             FROM presses_by_country_minute_totals GROUP BY country_code, minute)",
-        )
-        .await
-        .trim()
-        .parse::<u64>()
-        .unwrap_or(0)
-    };
-    let rolled_up_total = || async {
-        ch_sql(
-            &url,
-            "SELECT sum(p) FROM (SELECT argMax(presses, inserted) AS p \
-             FROM presses_by_country_day_totals GROUP BY country_code, day)",
-        )
-        .await
-        .trim()
-        .parse::<u64>()
-        .unwrap_or(0)
-    };
+    let settled_total =
+        || services::clickhouse_totals(&url, "presses_by_country_minute_totals", "minute");
+    let rolled_up_total =
+        || services::clickhouse_totals(&url, "presses_by_country_day_totals", "day");
     assert_eq!(settled_total().await, 0);
     a.settle().await.unwrap();
     assert_eq!(settled_total().await, want.global.total);

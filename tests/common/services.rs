@@ -204,6 +204,23 @@ pub async fn clickhouse_sql(url: &str, sql: &str) -> String {
     body
 }
 
+/// The presses a ClickHouse totals table holds (`presses_by_country_minute_totals`
+/// by `minute`, `presses_by_country_day_totals` by `day`): each key's latest
+/// version, added up; 0 when empty.
+pub async fn clickhouse_totals(url: &str, table: &str, key: &str) -> u64 {
+    clickhouse_sql(
+        url,
+        &format!(
+            "SELECT sum(p) FROM (SELECT argMax(presses, inserted) AS p \
+             FROM {table} GROUP BY country_code, {key})"
+        ),
+    )
+    .await
+    .trim()
+    .parse()
+    .unwrap_or(0)
+}
+
 /// A headless browser: Chromium and the WebDriver server that drives it.
 #[derive(Debug, Clone)]
 pub struct Browser {

@@ -8,7 +8,7 @@ use button::domain::Action;
 use button::stats::{StatsService, StatsSource};
 use button::store::SqliteStore;
 
-use crate::common::services::clickhouse_sql;
+use crate::common::services::clickhouse_totals;
 use crate::common::spawn_app_with_flags;
 use crate::env::{assert_stores_hold, env, eventually, presses, wait_for_total};
 
@@ -25,22 +25,18 @@ async fn every_event_lands_once_in_both_stores_with_equal_per_country_counts() {
     sink.await.unwrap().unwrap();
 
     assert_stores_hold(&env, &events).await;
-    // The sink settled ClickHouse's per-minute counts before it stopped.
-    let settled = clickhouse_sql(
-        &env.ch_url,
-        "SELECT sum(p) FROM (SELECT argMax(presses, inserted) AS p \
-         FROM presses_by_country_minute_totals GROUP BY country_code, minute)",
-    )
-    .await;
-    assert_eq!(settled.trim(), presses(&events).to_string());
-    // And rolled their days up.
-    let rolled_up = clickhouse_sql(
-        &env.ch_url,
-        "SELECT sum(p) FROM (SELECT argMax(presses, inserted) AS p \
-         FROM presses_by_country_day_totals GROUP BY country_code, day)",
-    )
-    .await;
-    assert_eq!(rolled_up.trim(), presses(&events).to_string());
+    // The sink settled ClickHouse's per-minute counts before it stopped, and
+    // rolled their days up.
+    for (table, key) in [
+        ("presses_by_country_minute_totals", "minute"),
+        ("presses_by_country_day_totals", "day"),
+    ] {
+        assert_eq!(
+            clickhouse_totals(&env.ch_url, table, key).await,
+            presses(&events),
+            "{table}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
