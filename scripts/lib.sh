@@ -96,6 +96,8 @@ missing_packages() { # test|bench
     command -v curl >/dev/null || need+=(curl)
     command -v psql >/dev/null || need+=(postgresql-client)
     command -v python3 >/dev/null || need+=(python3)
+    # scripts/bench-kafka-cycle reads the broker's traffic.
+    command -v tshark >/dev/null || need+=(tshark)
   fi
   [[ ${#need[@]} -eq 0 ]] || printf '%s\n' "${need[@]}" | sort -u
 }
