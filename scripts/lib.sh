@@ -139,6 +139,10 @@ release_bin() {
   echo "$target/release/button"
 }
 
+presses_in() { # the summary line of `button generate` -> the presses it generated
+  sed -n 's/.*events (\([0-9]*\) presses).*/\1/p' <<<"$1"
+}
+
 bench_bin() {
   if [[ -n "${BUTTON_BIN:-}" ]]; then
     echo "$BUTTON_BIN"
