@@ -139,6 +139,10 @@ release_bin() {
   echo "$target/release/button"
 }
 
+ch_query() { # ClickHouse URL, SQL -> ClickHouse's answer; fails with ClickHouse's error
+  curl -sS --fail-with-body "$1" --data-binary "$2"
+}
+
 presses_in() { # the summary line of `button generate` -> the presses it generated
   sed -n 's/.*events (\([0-9]*\) presses).*/\1/p' <<<"$1"
 }
