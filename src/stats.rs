@@ -248,10 +248,19 @@ impl StatsService {
         location: &Location,
         min_count: u64,
     ) -> Result<Stats, StatsError> {
-        let (asked, global) = self.global_with_time().await?;
-        count_query("session");
-        let session = self.source.session_presses(session_id).await?;
-        let last_hour = self.last_hour(&location.country_code, asked).await?;
+        // The session's count beside the totals and the last hour: a new
+        // visitor waits for the longer of the two, not for their sum. The last
+        // hour is asked after the totals it is shown with (see `last_hour`).
+        let session = async {
+            count_query("session");
+            self.source.session_presses(session_id).await
+        };
+        let shared = async {
+            let (asked, global) = self.global_with_time().await?;
+            let last_hour = self.last_hour(&location.country_code, asked).await?;
+            Ok::<_, StatsError>((global, last_hour))
+        };
+        let (session, (global, last_hour)) = tokio::try_join!(session, shared)?;
         let all_time = global
             .by_country
             .iter()

@@ -134,21 +134,24 @@ impl ChStore {
         // Aliases that shadow no column (`n`, `p`, `v`, `name`): a name that is
         // both is resolved differently across versions and settings
         // (`prefer_column_name_to_alias`).
-        let inserted: Vec<InsertedRow> = self
-            .query_rows(&self.sql(&format!(
-                "SELECT country_code, minute, countMerge(inserted) AS n \
-                 FROM {{db}}.presses_by_country_minute WHERE {filter} \
-                 GROUP BY country_code, minute FORMAT JSONEachRow"
-            )))
-            .await?;
-        let settled: Vec<SettledRow> = self
-            .query_rows(&self.sql(&format!(
-                "SELECT country_code, minute, argMax(presses, inserted) AS p, \
-                 max(inserted) AS v, argMax(country_name, inserted) AS name \
-                 FROM {{db}}.presses_by_country_minute_totals WHERE {filter} \
-                 GROUP BY country_code, minute FORMAT JSONEachRow"
-            )))
-            .await?;
+        // Both at once, in either order: rows are only ever added, so a
+        // settling that saw at least as many rows as this read saw inserted
+        // (`v >= n` below) saw these rows or more, whichever ran first.
+        let inserted_sql = self.sql(&format!(
+            "SELECT country_code, minute, countMerge(inserted) AS n \
+             FROM {{db}}.presses_by_country_minute WHERE {filter} \
+             GROUP BY country_code, minute FORMAT JSONEachRow"
+        ));
+        let settled_sql = self.sql(&format!(
+            "SELECT country_code, minute, argMax(presses, inserted) AS p, \
+             max(inserted) AS v, argMax(country_name, inserted) AS name \
+             FROM {{db}}.presses_by_country_minute_totals WHERE {filter} \
+             GROUP BY country_code, minute FORMAT JSONEachRow"
+        ));
+        let (inserted, settled): (Vec<InsertedRow>, Vec<SettledRow>) = tokio::try_join!(
+            self.query_rows(&inserted_sql),
+            self.query_rows(&settled_sql)
+        )?;
         let mut settled_at: HashMap<(String, i64), SettledRow> = HashMap::new();
         for row in settled {
             settled_at.insert((row.country_code.clone(), row.minute.get()?), row);
@@ -216,21 +219,24 @@ impl ChStore {
     /// `day`) selects: the presses of those rolled up since their last insert
     /// (whose count still equals the rows the roll-up saw), and which are not.
     pub(super) async fn days(&self, filter: &str) -> Result<Days, ChError> {
-        let counted: Vec<DayRow> = self
-            .query_rows(&self.sql(&format!(
-                "SELECT country_code, day, sum(inserted) AS n \
-                 FROM {{db}}.presses_by_country_day WHERE {filter} \
-                 GROUP BY country_code, day FORMAT JSONEachRow"
-            )))
-            .await?;
-        let totals: Vec<DayTotalRow> = self
-            .query_rows(&self.sql(&format!(
-                "SELECT country_code, day, argMax(presses, inserted) AS p, \
-                 max(inserted) AS v, argMax(country_name, inserted) AS name \
-                 FROM {{db}}.presses_by_country_day_totals WHERE {filter} \
-                 GROUP BY country_code, day FORMAT JSONEachRow"
-            )))
-            .await?;
+        // Both at once: a roll-up that the totals' read misses only leaves its
+        // day stale (counted from its minutes), and any insert after the
+        // roll-up the read sees makes the count differ from its version.
+        let counted_sql = self.sql(&format!(
+            "SELECT country_code, day, sum(inserted) AS n \
+             FROM {{db}}.presses_by_country_day WHERE {filter} \
+             GROUP BY country_code, day FORMAT JSONEachRow"
+        ));
+        let totals_sql = self.sql(&format!(
+            "SELECT country_code, day, argMax(presses, inserted) AS p, \
+             max(inserted) AS v, argMax(country_name, inserted) AS name \
+             FROM {{db}}.presses_by_country_day_totals WHERE {filter} \
+             GROUP BY country_code, day FORMAT JSONEachRow"
+        ));
+        let (counted, totals): (Vec<DayRow>, Vec<DayTotalRow>) = tokio::try_join!(
+            self.query_rows(&counted_sql),
+            self.query_rows(&totals_sql)
+        )?;
         let mut rolled_up: HashMap<(String, i64), DayTotalRow> = HashMap::new();
         for row in totals {
             rolled_up.insert((row.country_code.clone(), row.day.get()?), row);
