@@ -12,6 +12,9 @@
 #   release_bin              prints the path of the release build of `button`
 #   bench_bin                the binary a benchmark runs: $BUTTON_BIN (another build, to
 #                            compare in one session), else a fresh release build
+#   cpu_seconds PID          CPU time (user + system, every thread) PID has used so far
+#   timed_wrk ARGS...        runs wrk; prints its output and a last line "wrk-cpu SECONDS"
+#   us_per_request WRK_OUT SECONDS   CPU microseconds per request of that wrk run
 
 # Where builds and the Tansu broker are kept between runs, outside the repository.
 button_cache="${BUTTON_CACHE_DIR:-$HOME/.cache/button}"
@@ -145,6 +148,22 @@ ch_query() { # ClickHouse URL, SQL -> ClickHouse's answer; fails with ClickHouse
 
 presses_in() { # the summary line of `button generate` -> the presses it generated
   sed -n 's/.*events (\([0-9]*\) presses).*/\1/p' <<<"$1"
+}
+
+cpu_seconds() { # pid
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+timed_wrk() { # wrk args...
+  local TIMEFORMAT='wrk-cpu %U %S' out
+  out="$( { time wrk "$@" 2>&1; } 2>&1 )"
+  echo "$out" | awk '$1 == "wrk-cpu" {print "wrk-cpu", $2 + $3; next} {print}'
+}
+
+us_per_request() { # wrk output, CPU seconds -> microseconds of CPU per request
+  local n
+  n="$(echo "$1" | awk '/requests in/ {print $1}')"
+  python3 -c "import sys; print(f'{float(sys.argv[2]) * 1e6 / int(sys.argv[1]):.1f}')" "$n" "$2"
 }
 
 bench_bin() {
