@@ -4,6 +4,8 @@
 //! The store-wide part (total, per country) is the same for every viewer, so
 //! [`StatsService`] caches it for a short interval behind a single-flight lock:
 //! a thousand viewers refreshing cost one query per interval, not a thousand.
+//! A viewer's own figure (the session's count) is asked beside the shared part,
+//! so a new visitor waits for the slower of the two, not for both in turn.
 
 use std::collections::HashMap;
 use std::sync::Arc;
