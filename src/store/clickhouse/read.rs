@@ -127,31 +127,51 @@ impl ChStore {
         StatsError::read(format!("ClickHouse at {}", self.target), e)
     }
 
+    /// For the countries' minutes or days that `filter` selects, at once: the
+    /// rows inserted into each (`n`), and its latest settled or rolled-up total
+    /// (`p`, versioned by the rows it saw: `v`). Aliases shadow no column (`n`,
+    /// `p`, `v`, `name`): a name that is both is resolved differently across
+    /// versions and settings (`prefer_column_name_to_alias`).
+    async fn counts_and_totals<C, T>(
+        &self,
+        grain: Grain,
+        filter: &str,
+    ) -> Result<(Vec<C>, Vec<T>), ChError>
+    where
+        C: for<'de> Deserialize<'de>,
+        T: for<'de> Deserialize<'de>,
+    {
+        let (key, table, inserted) = match grain {
+            Grain::Minute => (
+                "minute",
+                "presses_by_country_minute",
+                "countMerge(inserted)",
+            ),
+            Grain::Day => ("day", "presses_by_country_day", "sum(inserted)"),
+        };
+        let counts = self.sql(&format!(
+            "SELECT country_code, {key}, {inserted} AS n \
+             FROM {{db}}.{table} WHERE {filter} \
+             GROUP BY country_code, {key} FORMAT JSONEachRow"
+        ));
+        let totals = self.sql(&format!(
+            "SELECT country_code, {key}, argMax(presses, inserted) AS p, \
+             max(inserted) AS v, argMax(country_name, inserted) AS name \
+             FROM {{db}}.{table}_totals WHERE {filter} \
+             GROUP BY country_code, {key} FORMAT JSONEachRow"
+        ));
+        tokio::try_join!(self.query_rows(&counts), self.query_rows(&totals))
+    }
+
     /// The countries' minutes that `filter` (a condition on `country_code` and
     /// `minute`) selects: the presses of those settled since their last insert
     /// (per day), and which are not.
     pub(super) async fn minutes(&self, filter: &str) -> Result<Minutes, ChError> {
-        // Aliases that shadow no column (`n`, `p`, `v`, `name`): a name that is
-        // both is resolved differently across versions and settings
-        // (`prefer_column_name_to_alias`).
-        // Both at once, in either order: rows are only ever added, so a
-        // settling that saw at least as many rows as this read saw inserted
-        // (`v >= n` below) saw these rows or more, whichever ran first.
-        let inserted_sql = self.sql(&format!(
-            "SELECT country_code, minute, countMerge(inserted) AS n \
-             FROM {{db}}.presses_by_country_minute WHERE {filter} \
-             GROUP BY country_code, minute FORMAT JSONEachRow"
-        ));
-        let settled_sql = self.sql(&format!(
-            "SELECT country_code, minute, argMax(presses, inserted) AS p, \
-             max(inserted) AS v, argMax(country_name, inserted) AS name \
-             FROM {{db}}.presses_by_country_minute_totals WHERE {filter} \
-             GROUP BY country_code, minute FORMAT JSONEachRow"
-        ));
-        let (inserted, settled): (Vec<InsertedRow>, Vec<SettledRow>) = tokio::try_join!(
-            self.query_rows(&inserted_sql),
-            self.query_rows(&settled_sql)
-        )?;
+        // Read in either order: rows are only ever added, so a settling that saw
+        // at least as many rows as this read saw inserted (`v >= n` below) saw
+        // these rows or more, whichever ran first.
+        let (inserted, settled): (Vec<InsertedRow>, Vec<SettledRow>) =
+            self.counts_and_totals(Grain::Minute, filter).await?;
         let mut settled_at: HashMap<(String, i64), SettledRow> = HashMap::new();
         for row in settled {
             settled_at.insert((row.country_code.clone(), row.minute.get()?), row);
@@ -219,24 +239,11 @@ impl ChStore {
     /// `day`) selects: the presses of those rolled up since their last insert
     /// (whose count still equals the rows the roll-up saw), and which are not.
     pub(super) async fn days(&self, filter: &str) -> Result<Days, ChError> {
-        // Both at once: a roll-up that the totals' read misses only leaves its
-        // day stale (counted from its minutes), and any insert after the
-        // roll-up the read sees makes the count differ from its version.
-        let counted_sql = self.sql(&format!(
-            "SELECT country_code, day, sum(inserted) AS n \
-             FROM {{db}}.presses_by_country_day WHERE {filter} \
-             GROUP BY country_code, day FORMAT JSONEachRow"
-        ));
-        let totals_sql = self.sql(&format!(
-            "SELECT country_code, day, argMax(presses, inserted) AS p, \
-             max(inserted) AS v, argMax(country_name, inserted) AS name \
-             FROM {{db}}.presses_by_country_day_totals WHERE {filter} \
-             GROUP BY country_code, day FORMAT JSONEachRow"
-        ));
-        let (counted, totals): (Vec<DayRow>, Vec<DayTotalRow>) = tokio::try_join!(
-            self.query_rows(&counted_sql),
-            self.query_rows(&totals_sql)
-        )?;
+        // Read in either order: a roll-up the totals' read misses only leaves
+        // its day stale (added up from its minutes), and an insert after the
+        // roll-up it sees makes the count differ from its version.
+        let (counted, totals): (Vec<DayRow>, Vec<DayTotalRow>) =
+            self.counts_and_totals(Grain::Day, filter).await?;
         let mut rolled_up: HashMap<(String, i64), DayTotalRow> = HashMap::new();
         for row in totals {
             rolled_up.insert((row.country_code.clone(), row.day.get()?), row);
