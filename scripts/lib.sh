@@ -13,8 +13,10 @@
 #   bench_bin                the binary a benchmark runs: $BUTTON_BIN (another build, to
 #                            compare in one session), else a fresh release build
 #   cpu_seconds PID          CPU time (user + system, every thread) PID has used so far
+#   cpu_since PID SECONDS    CPU time PID has used since cpu_seconds said SECONDS
 #   timed_wrk ARGS...        runs wrk; prints its output and a last line "wrk-cpu SECONDS"
 #   us_per_request WRK_OUT SECONDS   CPU microseconds per request of that wrk run
+#   cpu_field OUT N          field N of the line starting "cpu" in OUT
 
 # Where builds and the Tansu broker are kept between runs, outside the repository.
 button_cache="${BUTTON_CACHE_DIR:-$HOME/.cache/button}"
@@ -152,6 +154,14 @@ presses_in() { # the summary line of `button generate` -> the presses it generat
 
 cpu_seconds() { # pid
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+cpu_since() { # pid, what cpu_seconds said before
+  awk -v before="$2" '{print $1 - before}' <<<"$(cpu_seconds "$1")"
+}
+
+cpu_field() { # output, field number
+  awk -v n="$2" '$1 == "cpu" {print $(n)}' <<<"$1"
 }
 
 timed_wrk() { # wrk args...
