@@ -24,7 +24,6 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_events.sql"),
     include_str!("migrations/0002_press_counts.sql"),
     include_str!("migrations/0003_day_totals.sql"),
-    include_str!("migrations/0004_presses_by_session.sql"),
 ];
 
 /// The table that records applied versions.
@@ -92,15 +91,13 @@ mod tests {
             assert!(!statements.is_empty(), "version {}", i + 1);
             for s in statements {
                 // Tables and views only if missing, drops only if there; the
-                // inserts add event ids to uniqExact states or to the
-                // sessions' presses, where an id counts once however often it
-                // is added, or grow the days' counts, where too much only
-                // slows reads down (0003).
+                // inserts add event ids to uniqExact states, where an id
+                // counts once however often it is added, or grow the days'
+                // counts, where too much only slows reads down (0003).
                 let twice = s.contains("IF NOT EXISTS")
                     || s.starts_with("DROP TABLE IF EXISTS")
                     || s.starts_with("INSERT INTO {db}.presses_by_country_minute")
-                    || s.starts_with("INSERT INTO {db}.presses_by_country_day ")
-                    || s.starts_with("INSERT INTO {db}.presses_by_session ");
+                    || s.starts_with("INSERT INTO {db}.presses_by_country_day ");
                 assert!(twice, "version {}: {s}", i + 1);
             }
         }

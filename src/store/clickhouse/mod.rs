@@ -24,9 +24,7 @@
 //! The all-time read costs a row per country and day with presses for days
 //! rolled up since their last insert, a row per minute for the others' minutes
 //! if settled, and their ids if not; the last hour reads at most 61 minutes per
-//! country. `presses_by_session` (a view on the events) keeps each press's
-//! session and id, ordered by session in granules of 1,024 rows: the
-//! per-session query reads one small granule per part.
+//! country. The per-session query uses the primary key.
 //!
 //! **Writes** (`write.rs`). One HTTP request per batch (`INSERT .. FORMAT
 //! JSONEachRow`), sent with `insert_deduplicate=0`; a failed insert may have
