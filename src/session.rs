@@ -378,9 +378,12 @@ mod tests {
             assert_eq!(codec.open(&codec.seal(s, now), now).as_ref(), Ok(s));
             assert!(codec.verified().len() <= VERIFIED_CAPACITY);
         }
-        // Forgotten values verify again.
+        // Full at VERIFIED_CAPACITY, it forgot them all: only the last ten are left.
+        assert_eq!(codec.verified().len(), 10);
+        // Forgotten values verify again, and are remembered again.
         let first = codec.seal(&sessions[0], now);
         assert_eq!(codec.open(&first, now), Ok(sessions[0].clone()));
+        assert_eq!(codec.verified().len(), 11);
     }
 
     #[test]
