@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 
 use self::migrations::migrate;
 pub use self::read::{presses, read_all, schema_version};
-use self::wal::{WAL_RESTART_BYTES, WalLimit, checkpoint, checkpoint_loop, wal_path};
+use self::wal::{WAL_RESTART_BYTES, WalLimit, checkpoint, checkpoint_loop};
 use self::write::{Job, write_loop};
 
 /// Most events committed in one transaction.
@@ -153,13 +153,12 @@ impl SqliteStore {
         let checkpointing = Arc::new(StdMutex::new(()));
         let writer = {
             let health = health.clone();
-            let mut wal = WalLimit {
-                path: wal_path(&path),
-                max_bytes: wal_restart_bytes,
-                checkpointing: checkpointing.clone(),
-                readers: readers.clone(),
-                retry_at: None,
-            };
+            let mut wal = WalLimit::new(
+                &conn,
+                wal_restart_bytes,
+                checkpointing.clone(),
+                readers.clone(),
+            )?;
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
                 .spawn(move || write_loop(conn, rx, &health, &mut wal))?
@@ -190,6 +189,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::migrations::MIGRATIONS;
+    use super::wal::wal_path;
     use super::*;
     use crate::domain::{Action, Location, PressEvent};
     use crate::publish::{Publish, PublishError};

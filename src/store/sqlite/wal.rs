@@ -6,6 +6,9 @@
 //! (a test holds it to a few times its limit), a press never waits for a copy, and
 //! closing the store truncates the log.
 
+use std::cell::Cell;
+use std::ffi::c_int;
+#[cfg(test)]
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
@@ -35,6 +38,7 @@ const RESTART_LOCK_WAIT: Duration = Duration::from_millis(100);
 const RESTART_RETRY: Duration = Duration::from_secs(1);
 
 /// The write-ahead log of the database at `db`.
+#[cfg(test)]
 pub(super) fn wal_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-wal");
@@ -74,19 +78,57 @@ pub(super) fn checkpoint_loop(
 
 /// The writer's side of keeping the write-ahead log bounded.
 pub(super) struct WalLimit {
-    /// The log file.
-    pub(super) path: PathBuf,
-    /// Size past which the writer restarts the log.
-    pub(super) max_bytes: u64,
+    /// Frames past which the writer restarts the log (`max_bytes` of them).
+    max_frames: i64,
+    /// Size of one frame: a page and its header.
+    frame_bytes: i64,
     /// Held by the checkpoint thread while it copies.
-    pub(super) checkpointing: Arc<StdMutex<()>>,
+    checkpointing: Arc<StdMutex<()>>,
     /// The store's read connections, held back during a restart.
-    pub(super) readers: Arc<[StdMutex<Connection>]>,
+    readers: Arc<[StdMutex<Connection>]>,
     /// After a refused restart: not before then.
-    pub(super) retry_at: Option<Instant>,
+    retry_at: Option<Instant>,
+}
+
+thread_local! {
+    /// Frames in the log after the last commit on this thread's connection, as
+    /// SQLite's write-ahead log hook reports them (the writer has its own thread).
+    static FRAMES: Cell<i64> = const { Cell::new(0) };
+}
+
+fn count_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()> {
+    FRAMES.set(frames.into());
+    Ok(())
 }
 
 impl WalLimit {
+    /// Watches the log of `conn`, the writer's connection (set up after its
+    /// `wal_autocheckpoint`, which replaces the hook this installs), and restarts it
+    /// past `max_bytes`.
+    ///
+    /// The size comes from the frame count SQLite reports after each commit, not
+    /// from the file: a `stat` of the log after every batch makes the next write
+    /// stamp the file with a fine-grained time, so that every `fdatasync` also
+    /// writes the inode, one more disk write per commit (BENCHMARKS.md).
+    pub(super) fn new(
+        conn: &Connection,
+        max_bytes: u64,
+        checkpointing: Arc<StdMutex<()>>,
+        readers: Arc<[StdMutex<Connection>]>,
+    ) -> rusqlite::Result<Self> {
+        let page_bytes: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        // A frame is a 24-byte header and a page; the file has a 32-byte header.
+        let frame_bytes = page_bytes + 24;
+        conn.wal_hook(Some(count_frames));
+        Ok(WalLimit {
+            max_frames: i64::try_from(max_bytes).unwrap_or(i64::MAX) / frame_bytes,
+            frame_bytes,
+            checkpointing,
+            readers,
+            retry_at: None,
+        })
+    }
+
     /// Between batches: restarts the log if it has grown past `max_bytes`. Only the
     /// writer can do this under load: SQLite restarts the log when a write begins
     /// while every frame is copied into the database and no read uses the log, and
@@ -98,14 +140,13 @@ impl WalLimit {
     /// alone and do not hold up the restart. Waiting on SQLite's busy handler
     /// instead polls, and on a busy machine can give up while reads keep coming.
     pub(super) fn restart_if_large(&mut self, conn: &Connection) {
-        // One stat per batch; the file only grows past `max_bytes` when the log does
-        // (after a restart, the first commit trims it to `max_bytes`).
-        let Ok(size) = std::fs::metadata(&self.path).map(|m| m.len()) else {
-            return;
-        };
-        if size <= self.max_bytes || self.retry_at.is_some_and(|t| Instant::now() < t) {
+        // The file only grows past `max_bytes` when the log does (after a restart,
+        // the first commit trims it to `max_bytes`).
+        let frames = FRAMES.get();
+        if frames <= self.max_frames || self.retry_at.is_some_and(|t| Instant::now() < t) {
             return;
         }
+        let size = 32 + frames * self.frame_bytes;
         // The checkpoint thread is copying: try again after the next batch, when it
         // has left even less to copy.
         let Ok(_copying) = self.checkpointing.try_lock() else {
