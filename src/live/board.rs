@@ -150,13 +150,32 @@ impl Board {
             return;
         }
         let l = &event.location;
-        let entry = self
-            .counts
-            .entry(l.country_code.clone())
-            .or_insert_with(|| (l.country_name.clone(), 0));
-        entry.1 += 1;
-        self.changed.insert(l.country_code.clone(), entry.1);
-        *self.applied.entry(l.country_code.clone()).or_default() += 1;
+        let code = &l.country_code;
+        // The country's key is copied only the first time it is seen: this runs
+        // for every press.
+        let count = match self.counts.get_mut(code) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.counts
+                    .insert(code.clone(), (l.country_name.clone(), 1));
+                1
+            }
+        };
+        match self.changed.get_mut(code) {
+            Some(n) => *n = count,
+            None => {
+                self.changed.insert(code.clone(), count);
+            }
+        }
+        match self.applied.get_mut(code) {
+            Some(n) => *n += 1,
+            None => {
+                self.applied.insert(code.clone(), 1);
+            }
+        }
         self.sessions
             .entry(event.session_id)
             .or_default()

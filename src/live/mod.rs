@@ -47,6 +47,8 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 const FIRST_ANSWER: Duration = Duration::from_secs(3);
 /// Updates a viewer may fall behind by before it gets a full snapshot instead.
 const UPDATES_BUFFERED: usize = 64;
+/// Most presses counted in one round of the hub's loop (those already waiting).
+const DRAIN: usize = 256;
 /// With Kafka: presses older than the view by more than this are history.
 const KAFKA_SLACK: Duration = Duration::from_secs(10);
 
@@ -148,6 +150,23 @@ impl Events {
             Events::Kafka(rx) => rx.recv().await.map(|e| Ok(Arc::new(e))),
         }
     }
+
+    /// What [`Self::next`] would give now, or `None` when nothing is waiting.
+    fn try_next(&mut self) -> Option<Option<Result<Arc<PressEvent>, u64>>> {
+        match self {
+            Events::Tap(rx) => match rx.try_recv() {
+                Ok(e) => Some(Some(Ok(e))),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Some(Err(n))),
+                Err(broadcast::error::TryRecvError::Closed) => Some(None),
+                Err(broadcast::error::TryRecvError::Empty) => None,
+            },
+            Events::Kafka(rx) => match rx.try_recv() {
+                Ok(e) => Some(Some(Ok(Arc::new(e)))),
+                Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+                Err(mpsc::error::TryRecvError::Empty) => None,
+            },
+        }
+    }
 }
 
 struct Hub {
@@ -193,15 +212,29 @@ impl Hub {
             let ask = self.mode == Reconcile::AtLeast || self.behind;
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                next = self.events.next(), if events_open => match next {
-                    Some(Ok(event)) => self.board.apply(&event),
-                    Some(Err(lost)) => {
-                        tracing::warn!(lost, "the live view fell behind; counts are corrected from the store");
-                        self.behind = true;
-                        reconcile.reset_immediately();
+                next = self.events.next(), if events_open => {
+                    // With it, what else is waiting (a group commit's worth), before
+                    // the next round of the select; a bounded number, so that the
+                    // ticks are not held up.
+                    let mut next = Some(next);
+                    for _ in 0..DRAIN {
+                        let Some(this) = next.take().or_else(|| self.events.try_next()) else {
+                            break;
+                        };
+                        match this {
+                            Some(Ok(event)) => self.board.apply(&event),
+                            Some(Err(lost)) => {
+                                tracing::warn!(lost, "the live view fell behind; counts are corrected from the store");
+                                self.behind = true;
+                                reconcile.reset_immediately();
+                            }
+                            None => {
+                                events_open = false;
+                                break;
+                            }
+                        }
                     }
-                    None => events_open = false,
-                },
+                }
                 _ = reconcile.tick(), if pending.is_none() && ask => {
                     pending = Some(self.ask_store());
                 }
@@ -308,5 +341,52 @@ async fn read_topic(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Action, Location};
+    use crate::stats::NotConfigured;
+
+    /// Presses waiting all at once, more than one round of the hub takes: every
+    /// one is counted, in later rounds.
+    #[tokio::test]
+    async fn presses_waiting_at_once_are_all_counted() {
+        let tap = Tap::new();
+        let stats = Arc::new(StatsService::new(
+            Arc::new(NotConfigured),
+            Duration::from_secs(1),
+        ));
+        let live = Live::spawn(Source::Tap(tap.clone()), stats, CancellationToken::new());
+        assert!(live.wait_following(Duration::from_secs(5)).await);
+        let presses = 3 * DRAIN + 5;
+        let mut at = SystemTime::now();
+        // A current-thread runtime: the hub runs only once these are all sent.
+        for _ in 0..presses {
+            at += Duration::from_micros(1);
+            let location = Location {
+                country_code: "FI".into(),
+                country_name: "Finland".into(),
+                ..Location::unknown()
+            };
+            tap.send(PressEvent::new(
+                Action::PressButton,
+                uuid::Uuid::new_v4(),
+                location,
+                None,
+                at,
+            ));
+        }
+        let mut latest = live.latest();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while latest.total < presses as u64 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(INTERVAL).await;
+            latest = live.latest();
+        }
+        assert_eq!(latest.total, presses as u64);
+        assert_eq!(latest.countries.len(), 1);
+        assert_eq!(latest.countries[0].presses, presses as u64);
     }
 }

@@ -35,7 +35,7 @@ impl Tap {
         self.sender.subscribe()
     }
 
-    fn send(&self, event: PressEvent) {
+    pub(crate) fn send(&self, event: PressEvent) {
         // No subscriber is normal: nothing to do then.
         let _ = self.sender.send(Arc::new(event));
     }
