@@ -85,3 +85,15 @@ impl Visitor {
 pub fn is_htmx(headers: &HeaderMap) -> bool {
     headers.get("hx-request").is_some_and(|v| v == "true")
 }
+
+/// [`is_htmx`] as an extractor, for handlers that need nothing else of the
+/// headers (taking `HeaderMap` copies them all, on every press).
+pub struct Htmx(pub bool);
+
+impl<S: Sync> FromRequestParts<S> for Htmx {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Htmx(is_htmx(&parts.headers)))
+    }
+}

@@ -2,14 +2,13 @@
 //! a plain form post (no JavaScript) is redirected back to the page showing it.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, http::HeaderValue};
 use serde::Deserialize;
 
 use crate::domain::Action;
 use crate::web::templates::{Page, ReplyFragment};
-use crate::web::visitor::is_htmx;
+use crate::web::visitor::Htmx;
 use crate::web::{AppState, Visitor};
 
 #[derive(Deserialize)]
@@ -22,7 +21,7 @@ pub struct PressForm {
 pub async fn press(
     State(state): State<AppState>,
     visitor: Visitor,
-    headers: HeaderMap,
+    Htmx(htmx): Htmx,
     form: Result<Form<PressForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let event_id = match state.record(Action::PressButton, &visitor.session).await {
@@ -38,7 +37,7 @@ pub async fn press(
         "x-event-id",
         HeaderValue::from_str(&event_id.to_string()).expect("uuid"),
     )];
-    if is_htmx(&headers) {
+    if htmx {
         let fragment = ReplyFragment {
             text: &text,
             overloaded: false,

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -11,14 +10,14 @@ use crate::patterns::PatternReport;
 use crate::stats::Stats;
 use crate::web::dashboard::PageParts;
 use crate::web::templates::{Page, StatsFragment, StatsPage};
-use crate::web::visitor::is_htmx;
+use crate::web::visitor::Htmx;
 use crate::web::{AppState, Visitor};
 
-pub async fn page(State(state): State<AppState>, visitor: Visitor, headers: HeaderMap) -> Response {
+pub async fn page(State(state): State<AppState>, visitor: Visitor, Htmx(htmx): Htmx) -> Response {
     let stats = state.viewer_stats(&visitor).await;
     let body = stats.map(|stats| {
         let parts = PageParts::new(&stats, &state.live.latest(), state.min_count);
-        if is_htmx(&headers) {
+        if htmx {
             Page(StatsFragment::new(&stats, parts, state.min_count)).into_response()
         } else {
             Page(StatsPage::new(
