@@ -156,14 +156,21 @@ src = src.replace("<users_config>users.xml</users_config>",
                   "<users_config>%s/users.xml</users_config>" % d)
 open(d + "/config.xml", "w").write(src)
 users = open("/etc/clickhouse-server/users.xml").read()
-# A user with a password (characters that need escaping in URLs), for the auth tests.
+# A user with a password (characters that need escaping in URLs), for the auth tests,
+# and one in read-only mode (readonly=1: may not change settings).
 users = users.replace("<users>", """<users>
         <button_test>
             <password>te@st:pa/ss w%rd</password>
             <networks><ip>127.0.0.1</ip></networks>
             <profile>default</profile>
             <quota>default</quota>
-        </button_test>""", 1)
+        </button_test>
+        <button_reader>
+            <password></password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>readonly</profile>
+            <quota>default</quota>
+        </button_reader>""", 1)
 open(d + "/users.xml", "w").write(users)
 EOF
 }
@@ -192,6 +199,7 @@ start_clickhouse() {
   fi
   export BUTTON_TEST_CLICKHOUSE="http://127.0.0.1:$http"
   export BUTTON_TEST_CLICKHOUSE_USER=button_test BUTTON_TEST_CLICKHOUSE_PASSWORD='te@st:pa/ss w%rd'
+  export BUTTON_TEST_CLICKHOUSE_READER=button_reader
   echo "==> ClickHouse ($(services_http_get 127.0.0.1 "$http" "/?query=SELECT%20version()")) on 127.0.0.1:$http"
 }
 

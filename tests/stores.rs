@@ -837,6 +837,32 @@ async fn clickhouse_credentials_from_the_url_work() {
     assert!(format!("{err:#}").contains("193"), "{err:#}");
 }
 
+/// A user in read-only mode (`readonly=1`) may not send the settings the reads
+/// ask for: every figure is read all the same, without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhouse_user_in_read_only_mode_reads_every_figure() {
+    let Some(ch) = services::clickhouse() else {
+        return;
+    };
+    let Some(reader) = ch.reader() else {
+        return;
+    };
+    let url = ch.new_database().await;
+    let writer = ChStore::connect(&(&url).parse().unwrap()).await.unwrap();
+    writer.migrate().await.unwrap();
+    let events = generate(200, 3);
+    writer.write(&events).await.unwrap();
+    let mut as_reader = Url::parse(&url).unwrap();
+    as_reader.set_username(&reader).unwrap();
+    let store = ChStore::connect(&(as_reader.as_str()).parse().unwrap())
+        .await
+        .unwrap();
+    check_stats(&store, &expected(&events), "ClickHouse, read-only user").await;
+    // And it may not write: the user is what the test says it is.
+    let err = anyhow::Error::new(store.write(&events[..1]).await.unwrap_err());
+    assert!(format!("{err:#}").contains("Code: 164"), "{err:#}");
+}
+
 /// Several writers (as several sink processes after a rebalance) writing the same
 /// batches at the same time, each in its own order: no deadlock, no double count.
 async fn concurrent_overlapping_writes(stores: Vec<Arc<dyn EventStore>>, events: &[PressEvent]) {

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | Kafka-protocol broker | `BUTTON_TEST_KAFKA=host:port` | a Tansu broker it started |
 //! | PostgreSQL | `BUTTON_TEST_POSTGRES=postgres://...` (+ `BUTTON_TEST_POSTGRES_CA`) | a throwaway server, TLS on |
-//! | ClickHouse | `BUTTON_TEST_CLICKHOUSE=http://...` (+ `BUTTON_TEST_CLICKHOUSE_USER`/`_PASSWORD`) | a throwaway server |
+//! | ClickHouse | `BUTTON_TEST_CLICKHOUSE=http://...` (+ `BUTTON_TEST_CLICKHOUSE_USER`/`_PASSWORD`, `_READER`) | a throwaway server |
 //! | Tansu, for private brokers | `BUTTON_TANSU=/path/to/tansu` | the build in `~/.cache/button/tansu` |
 //! | Chromium | `chromedriver` and `chromium` on `PATH` (or `BUTTON_CHROMEDRIVER`, `BUTTON_CHROMIUM`) | Debian's packages |
 //!
@@ -160,6 +160,21 @@ pub struct ClickHouse {
     /// A second user that has a password (with characters URLs must escape),
     /// when the server has one (`scripts/test`'s own server does).
     pub password_user: Option<(String, String)>,
+    /// A user in read-only mode (`readonly=1`), without a password, when the
+    /// server has one (`scripts/test`'s own server does).
+    pub reader: Option<String>,
+}
+
+impl ClickHouse {
+    /// [`Self::reader`]; missing is a failure under `scripts/test`.
+    pub fn reader(&self) -> Option<String> {
+        self.reader.clone().or_else(|| {
+            missing(
+                "a ClickHouse user in read-only mode",
+                "BUTTON_TEST_CLICKHOUSE_READER is not set",
+            )
+        })
+    }
 }
 
 /// The test ClickHouse server.
@@ -175,7 +190,12 @@ pub fn clickhouse() -> Option<ClickHouse> {
     );
     let password_user =
         var("BUTTON_TEST_CLICKHOUSE_USER").zip(var("BUTTON_TEST_CLICKHOUSE_PASSWORD"));
-    Some(ClickHouse { url, password_user })
+    let reader = var("BUTTON_TEST_CLICKHOUSE_READER");
+    Some(ClickHouse {
+        url,
+        password_user,
+        reader,
+    })
 }
 
 impl ClickHouse {

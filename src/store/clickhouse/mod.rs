@@ -80,6 +80,8 @@ pub struct ChStore {
     target: String,
     /// The minutes this store inserted into and has not settled since (`write.rs`).
     dirty: std::sync::Mutex<write::Dirty>,
+    /// Whether reads send their settings (until the server says this user may not).
+    read_settings: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for ChStore {
@@ -136,6 +138,7 @@ impl ChStore {
             database: ep.database,
             target,
             dirty: Default::default(),
+            read_settings: std::sync::atomic::AtomicBool::new(true),
         })
     }
 

@@ -23,8 +23,8 @@ use super::sql::quote_str;
 use crate::stats::{GlobalStats, MINUTE_US, StatsError, StatsSource};
 
 /// A 64-bit integer: ClickHouse quotes 64-bit integers in JSON unless
-/// `output_format_json_quote_64bit_integers=0`; accept both. (We do not send the
-/// setting: users in read-only mode may not change settings.)
+/// `output_format_json_quote_64bit_integers=0`; accept both. (A setting would not
+/// do: users in read-only mode may not change settings.)
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Int<T> {
@@ -113,10 +113,7 @@ pub(super) fn day_of(minute: i64) -> i64 {
 impl ChStore {
     /// The count in the one row `sql` returns (0 for no row).
     async fn count(&self, sql: &str) -> Result<u64, StatsError> {
-        let rows: Vec<CountRow> = self
-            .query_rows(sql)
-            .await
-            .map_err(|e| self.stats_error(e))?;
+        let rows: Vec<CountRow> = self.read_rows(sql).await.map_err(|e| self.stats_error(e))?;
         match rows.first() {
             Some(r) => r.n.get().map_err(|e| self.stats_error(e)),
             None => Ok(0),
@@ -160,7 +157,7 @@ impl ChStore {
              FROM {{db}}.{table}_totals WHERE {filter} \
              GROUP BY country_code, {key} FORMAT JSONEachRow"
         ));
-        tokio::try_join!(self.query_rows(&counts), self.query_rows(&totals))
+        tokio::try_join!(self.read_rows(&counts), self.read_rows(&totals))
     }
 
     /// The countries' minutes that `filter` (a condition on `country_code` and
@@ -207,7 +204,7 @@ impl ChStore {
         // counts add up.
         for filter in unsettled.filters() {
             let counted: Vec<CountedRow> = self
-                .query_rows(&self.sql(&format!(
+                .read_rows(&self.sql(&format!(
                     "SELECT country_code, uniqExactMerge(presses) AS p, \
                      anyLastMerge(country_name) AS name \
                      FROM {{db}}.presses_by_country_minute WHERE {filter} \
