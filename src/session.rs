@@ -40,6 +40,12 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// bytes each); when full, it forgets them all and starts again.
 const VERIFIED_CAPACITY: usize = 4096;
 
+/// What a request's cookie opened ([`SessionCodec::from_headers`]), kept in the
+/// request's extensions by the first layer that opens it (the press limiter), so
+/// that the handler's `Visitor` does not open the same cookie again.
+#[derive(Debug, Clone)]
+pub struct Opened(pub Option<(Session, bool)>);
+
 /// A verified session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {

@@ -25,7 +25,7 @@ use super::AppError;
 use super::visitor::peer;
 use crate::config::LimitConfig;
 use crate::domain::TrustedProxies;
-use crate::session::SessionCodec;
+use crate::session::{Opened, SessionCodec};
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
 
@@ -68,8 +68,10 @@ impl PressLimits {
         self.by_address.is_some() || self.by_session.is_some()
     }
 
-    /// `Ok` when the request may press now; otherwise how long to wait.
-    fn check(&self, request: &Request) -> Result<(), Duration> {
+    /// `Ok` when the request may press now; otherwise how long to wait. With the
+    /// session limit on, the session the cookie opened is left in the request's
+    /// extensions ([`Opened`]) for the handler.
+    fn check(&self, request: &mut Request) -> Result<(), Duration> {
         let now = self.clock.now();
         if let Some(limiter) = &self.by_address {
             let client = self
@@ -81,16 +83,19 @@ impl PressLimits {
                 .map_err(|not_until| not_until.wait_time_from(now))?;
         }
         if let Some(limiter) = &self.by_session {
+            let opened = self
+                .sessions
+                .from_headers(request.headers(), SystemTime::now());
             // A request without a valid session starts a new one: only the
             // address limit applies to it.
-            if let Some((session, _)) = self
-                .sessions
-                .from_headers(request.headers(), SystemTime::now())
-            {
-                limiter
+            let checked = match &opened {
+                Some((session, _)) => limiter
                     .check_key(&session.id)
-                    .map_err(|not_until| not_until.wait_time_from(now))?;
-            }
+                    .map_err(|not_until| not_until.wait_time_from(now)),
+                None => Ok(()),
+            };
+            request.extensions_mut().insert(Opened(opened));
+            checked?;
         }
         Ok(())
     }
@@ -118,10 +123,10 @@ impl PressLimits {
 /// Middleware: refuses a press over a limit with 429 before it is recorded.
 pub async fn enforce(
     State(limits): State<Arc<PressLimits>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    match limits.check(&request) {
+    match limits.check(&mut request) {
         Ok(()) => next.run(request).await,
         Err(wait) => AppError::TooFast { wait }.into_response(),
     }
@@ -162,15 +167,15 @@ mod tests {
     fn an_address_gets_a_burst_of_three_seconds_then_waits() {
         let l = limits(2, 0);
         for _ in 0..6 {
-            assert_eq!(l.check(&from([203, 0, 113, 9], None)), Ok(()));
+            assert_eq!(l.check(&mut from([203, 0, 113, 9], None)), Ok(()));
         }
-        let wait = l.check(&from([203, 0, 113, 9], None)).unwrap_err();
+        let wait = l.check(&mut from([203, 0, 113, 9], None)).unwrap_err();
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_millis(500),
             "{wait:?}"
         );
         // Another address is not affected.
-        assert_eq!(l.check(&from([198, 51, 100, 7], None)), Ok(()));
+        assert_eq!(l.check(&mut from([198, 51, 100, 7], None)), Ok(()));
     }
 
     #[test]
@@ -184,11 +189,39 @@ mod tests {
         let set = codec.set_cookie(&session, SystemTime::now(), false);
         let cookie = set.split(';').next().unwrap();
         for i in 0..3u8 {
-            assert_eq!(l.check(&from([203, 0, 113, i], Some(cookie))), Ok(()));
+            assert_eq!(l.check(&mut from([203, 0, 113, i], Some(cookie))), Ok(()));
         }
-        assert!(l.check(&from([203, 0, 113, 99], Some(cookie))).is_err());
+        assert!(l.check(&mut from([203, 0, 113, 99], Some(cookie))).is_err());
         // No cookie: a new session, not limited by another's bucket.
-        assert_eq!(l.check(&from([203, 0, 113, 99], None)), Ok(()));
+        assert_eq!(l.check(&mut from([203, 0, 113, 99], None)), Ok(()));
+    }
+
+    #[test]
+    fn the_session_limit_leaves_the_session_it_opened_for_the_handler() {
+        let l = limits(0, 1);
+        let codec = SessionCodec::new(&[7; 64], false).unwrap();
+        let session = crate::session::Session {
+            id: Uuid::new_v4(),
+            location: crate::domain::Location::unknown(),
+        };
+        let set = codec.set_cookie(&session, SystemTime::now(), false);
+        let mut request = from([203, 0, 113, 1], Some(set.split(';').next().unwrap()));
+        l.check(&mut request).unwrap();
+        let Some(Opened(Some((opened, _)))) = request.extensions().get::<Opened>() else {
+            panic!("no session left in the extensions");
+        };
+        assert_eq!(opened, &session);
+        // No valid cookie: that is left too, so the handler does not try again.
+        let mut request = from([203, 0, 113, 1], Some("button_session=forged"));
+        l.check(&mut request).unwrap();
+        assert!(matches!(
+            request.extensions().get::<Opened>(),
+            Some(Opened(None))
+        ));
+        // The address limit alone opens no cookie, and leaves nothing.
+        let mut request = from([203, 0, 113, 1], Some(set.split(';').next().unwrap()));
+        limits(5, 0).check(&mut request).unwrap();
+        assert!(request.extensions().get::<Opened>().is_none());
     }
 
     #[test]
@@ -196,7 +229,7 @@ mod tests {
         let l = limits(0, 0);
         assert!(!l.is_on());
         for _ in 0..1000 {
-            assert_eq!(l.check(&from([203, 0, 113, 9], None)), Ok(()));
+            assert_eq!(l.check(&mut from([203, 0, 113, 9], None)), Ok(()));
         }
     }
 
@@ -205,7 +238,7 @@ mod tests {
         // 1 a second, burst 3: one press leaves the bucket short for a second, so
         // it must survive; dropping it would hand the client a fresh burst.
         let l = limits(1, 0);
-        l.check(&from([203, 0, 113, 9], None)).unwrap();
+        l.check(&mut from([203, 0, 113, 9], None)).unwrap();
         assert_eq!(l.tracked(), 1);
         l.forget_idle();
         assert_eq!(l.tracked(), 1);

@@ -14,7 +14,7 @@ use axum::http::{Extensions, HeaderMap, HeaderValue};
 use uuid::Uuid;
 
 use super::AppState;
-use crate::session::Session;
+use crate::session::{Opened, Session};
 
 /// The visitor behind a request, with the renewed cookie to send back.
 #[derive(Debug)]
@@ -32,7 +32,12 @@ impl FromRequestParts<AppState> for Visitor {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
         let now = SystemTime::now();
-        let (session, is_new, renew) = match state.sessions.from_headers(&parts.headers, now) {
+        // Opened already by the press limiter, or now.
+        let opened = match parts.extensions.remove::<Opened>() {
+            Some(Opened(opened)) => opened,
+            None => state.sessions.from_headers(&parts.headers, now),
+        };
+        let (session, is_new, renew) = match opened {
             Some((session, renew)) => (session, false, renew),
             None => (new_session(parts, state), true, true),
         };
