@@ -178,16 +178,24 @@ mod tests {
         assert_eq!(l.check(&mut from([198, 51, 100, 7], None)), Ok(()));
     }
 
-    #[test]
-    fn a_session_is_limited_across_addresses() {
-        let l = limits(0, 1);
+    /// A new session and its cookie (`name=value`), sealed with the key of
+    /// [`limits`].
+    fn session_cookie() -> (crate::session::Session, String) {
         let codec = SessionCodec::new(&[7; 64], false).unwrap();
         let session = crate::session::Session {
             id: Uuid::new_v4(),
             location: crate::domain::Location::unknown(),
         };
         let set = codec.set_cookie(&session, SystemTime::now(), false);
-        let cookie = set.split(';').next().unwrap();
+        let cookie = set.split(';').next().unwrap().to_owned();
+        (session, cookie)
+    }
+
+    #[test]
+    fn a_session_is_limited_across_addresses() {
+        let l = limits(0, 1);
+        let (_, cookie) = session_cookie();
+        let cookie = cookie.as_str();
         for i in 0..3u8 {
             assert_eq!(l.check(&mut from([203, 0, 113, i], Some(cookie))), Ok(()));
         }
@@ -199,13 +207,8 @@ mod tests {
     #[test]
     fn the_session_limit_leaves_the_session_it_opened_for_the_handler() {
         let l = limits(0, 1);
-        let codec = SessionCodec::new(&[7; 64], false).unwrap();
-        let session = crate::session::Session {
-            id: Uuid::new_v4(),
-            location: crate::domain::Location::unknown(),
-        };
-        let set = codec.set_cookie(&session, SystemTime::now(), false);
-        let mut request = from([203, 0, 113, 1], Some(set.split(';').next().unwrap()));
+        let (session, cookie) = session_cookie();
+        let mut request = from([203, 0, 113, 1], Some(&cookie));
         l.check(&mut request).unwrap();
         let Some(Opened(Some((opened, _)))) = request.extensions().get::<Opened>() else {
             panic!("no session left in the extensions");
@@ -219,7 +222,7 @@ mod tests {
             Some(Opened(None))
         ));
         // The address limit alone opens no cookie, and leaves nothing.
-        let mut request = from([203, 0, 113, 1], Some(set.split(';').next().unwrap()));
+        let mut request = from([203, 0, 113, 1], Some(&cookie));
         limits(5, 0).check(&mut request).unwrap();
         assert!(request.extensions().get::<Opened>().is_none());
     }
