@@ -14,6 +14,15 @@ use serde::Deserialize;
 use super::ChStore;
 use super::error::{ChError, error_code};
 
+/// Settings sent with the statistics' reads: each touches a granule or a few of
+/// each part, and with one thread instead of one per core, visitors reading at
+/// once contend less (four at once on two cores: 30-40% faster on 10 million
+/// events in 9 parts; BENCHMARKS.md).
+const READ_SETTINGS: [(&str, &str); 1] = [("max_threads", "1")];
+
+/// ClickHouse's code for a setting a user in read-only mode may not change.
+const READONLY: u32 = 164;
+
 impl ChStore {
     /// A POST to the endpoint, in the store's database, with `params` and the
     /// credentials.
@@ -61,11 +70,14 @@ impl ChStore {
     /// Runs `sql` (the whole answer is computed before the status is sent, so a
     /// failure mid-query is an error status, not a truncated 200).
     pub(super) async fn query(&self, sql: &str) -> Result<String, ChError> {
-        self.send(
-            self.request(&[("wait_end_of_query", "1")])
-                .body(sql.to_owned()),
-        )
-        .await
+        self.query_with(sql, &[]).await
+    }
+
+    /// [`Self::query`] with `settings` for this statement.
+    async fn query_with(&self, sql: &str, settings: &[(&str, &str)]) -> Result<String, ChError> {
+        let mut params = vec![("wait_end_of_query", "1")];
+        params.extend_from_slice(settings);
+        self.send(self.request(&params).body(sql.to_owned())).await
     }
 
     /// Runs `sql` (ending in `FORMAT JSONEachRow`) and reads its rows.
@@ -75,18 +87,7 @@ impl ChStore {
     ) -> Result<Vec<T>, ChError> {
         parse_rows(&self.query(sql).await?)
     }
-}
 
-/// Settings sent with the statistics' reads: each touches a granule or a few of
-/// each part, and with one thread instead of one per core, visitors reading at
-/// once contend less (four at once on two cores: 30-40% faster on 10 million
-/// events in 9 parts; BENCHMARKS.md).
-const READ_SETTINGS: [(&str, &str); 2] = [("wait_end_of_query", "1"), ("max_threads", "1")];
-
-/// ClickHouse's code for a setting a user in read-only mode may not change.
-const READONLY: u32 = 164;
-
-impl ChStore {
     /// Runs the read `sql` (ending in `FORMAT JSONEachRow`) with [`READ_SETTINGS`],
     /// and reads its rows. A user in read-only mode (`readonly=1`) may not send
     /// settings: after its first refusal, reads go without them.
@@ -96,8 +97,7 @@ impl ChStore {
     ) -> Result<Vec<T>, ChError> {
         use std::sync::atomic::Ordering::Relaxed;
         if self.read_settings.load(Relaxed) {
-            let req = self.request(&READ_SETTINGS).body(sql.to_owned());
-            match self.send(req).await {
+            match self.query_with(sql, &READ_SETTINGS).await {
                 Err(ChError::Server {
                     code: Some(READONLY),
                     ..
