@@ -164,18 +164,8 @@ impl Board {
                 1
             }
         };
-        match self.changed.get_mut(code) {
-            Some(n) => *n = count,
-            None => {
-                self.changed.insert(code.clone(), count);
-            }
-        }
-        match self.applied.get_mut(code) {
-            Some(n) => *n += 1,
-            None => {
-                self.applied.insert(code.clone(), 1);
-            }
-        }
+        *entry(&mut self.changed, code) = count;
+        *entry(&mut self.applied, code) += 1;
         self.sessions
             .entry(event.session_id)
             .or_default()
@@ -328,6 +318,15 @@ impl Board {
         self.ticker_changed = false;
         update
     }
+}
+
+/// `map`'s value for `code`, made when missing: the key is copied only then
+/// (this runs for every press, and the key is nearly always there).
+fn entry<'a, V: Default>(map: &'a mut HashMap<String, V>, code: &str) -> &'a mut V {
+    if !map.contains_key(code) {
+        map.insert(code.to_owned(), V::default());
+    }
+    map.get_mut(code).expect("inserted above")
 }
 
 #[cfg(test)]

@@ -138,9 +138,12 @@ enum Events {
     Kafka(mpsc::Receiver<PressEvent>),
 }
 
+/// A press; `Err(n)` when `n` were lost to an overflow; `None` at the end.
+type Received = Option<Result<Arc<PressEvent>, u64>>;
+
 impl Events {
-    /// The next press; `Err(n)` when `n` were lost to an overflow; `None` at the end.
-    async fn next(&mut self) -> Option<Result<Arc<PressEvent>, u64>> {
+    /// The next press.
+    async fn next(&mut self) -> Received {
         match self {
             Events::Tap(rx) => match rx.recv().await {
                 Ok(e) => Some(Ok(e)),
@@ -152,7 +155,7 @@ impl Events {
     }
 
     /// What [`Self::next`] would give now, or `None` when nothing is waiting.
-    fn try_next(&mut self) -> Option<Option<Result<Arc<PressEvent>, u64>>> {
+    fn try_next(&mut self) -> Option<Received> {
         match self {
             Events::Tap(rx) => match rx.try_recv() {
                 Ok(e) => Some(Some(Ok(e))),
@@ -183,6 +186,24 @@ struct Hub {
 type Reconciled = (board::Mark, Result<Arc<GlobalStats>, StatsError>);
 
 impl Hub {
+    /// Counts what the events gave; an overflow has the store asked at once.
+    /// Whether the events go on.
+    fn take(&mut self, received: Received, reconcile: &mut tokio::time::Interval) -> bool {
+        match received {
+            Some(Ok(event)) => self.board.apply(&event),
+            Some(Err(lost)) => {
+                tracing::warn!(
+                    lost,
+                    "the live view fell behind; counts are corrected from the store"
+                );
+                self.behind = true;
+                reconcile.reset_immediately();
+            }
+            None => return false,
+        }
+        true
+    }
+
     async fn run(mut self, loaded: Option<watch::Sender<bool>>, shutdown: CancellationToken) {
         // The counts so far, before any live press is counted (a store that
         // does not answer soon is asked again later).
@@ -216,23 +237,14 @@ impl Hub {
                     // With it, what else is waiting (a group commit's worth), before
                     // the next round of the select; a bounded number, so that the
                     // ticks are not held up.
-                    let mut next = Some(next);
-                    for _ in 0..DRAIN {
-                        let Some(this) = next.take().or_else(|| self.events.try_next()) else {
-                            break;
-                        };
-                        match this {
-                            Some(Ok(event)) => self.board.apply(&event),
-                            Some(Err(lost)) => {
-                                tracing::warn!(lost, "the live view fell behind; counts are corrected from the store");
-                                self.behind = true;
-                                reconcile.reset_immediately();
-                            }
-                            None => {
-                                events_open = false;
-                                break;
-                            }
-                        }
+                    events_open = self.take(next, &mut reconcile);
+                    let mut taken = 1;
+                    while events_open
+                        && taken < DRAIN
+                        && let Some(next) = self.events.try_next()
+                    {
+                        events_open = self.take(next, &mut reconcile);
+                        taken += 1;
                     }
                 }
                 _ = reconcile.tick(), if pending.is_none() && ask => {
