@@ -161,20 +161,8 @@ pub struct ClickHouse {
     /// when the server has one (`scripts/test`'s own server does).
     pub password_user: Option<(String, String)>,
     /// A user in read-only mode (`readonly=1`), without a password, when the
-    /// server has one (`scripts/test`'s own server does).
-    pub reader: Option<String>,
-}
-
-impl ClickHouse {
-    /// [`Self::reader`]; missing is a failure under `scripts/test`.
-    pub fn reader(&self) -> Option<String> {
-        self.reader.clone().or_else(|| {
-            missing(
-                "a ClickHouse user in read-only mode",
-                "BUTTON_TEST_CLICKHOUSE_READER is not set",
-            )
-        })
-    }
+    /// server has one (`scripts/test`'s own server does): see [`Self::reader`].
+    reader: Option<String>,
 }
 
 /// The test ClickHouse server.
@@ -206,6 +194,16 @@ impl ClickHouse {
         let mut url = parse_url("BUTTON_TEST_CLICKHOUSE", &self.url);
         url.query_pairs_mut().append_pair("database", &name);
         url.to_string()
+    }
+
+    /// The user in read-only mode; missing is a failure under `scripts/test`.
+    pub fn reader(&self) -> Option<String> {
+        self.reader.clone().or_else(|| {
+            missing(
+                "a ClickHouse user in read-only mode",
+                "BUTTON_TEST_CLICKHOUSE_READER is not set",
+            )
+        })
     }
 }
 

@@ -189,13 +189,19 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::migrations::MIGRATIONS;
-    use super::wal::wal_path;
     use super::*;
     use crate::domain::{Action, Location, PressEvent};
     use crate::publish::{Publish, PublishError};
     use crate::stats::{MINUTE_US, StatsSource};
     use std::time::SystemTime;
     use uuid::Uuid;
+
+    /// The write-ahead log of the database at `db`.
+    fn wal_path(db: &Path) -> PathBuf {
+        let mut name = db.as_os_str().to_owned();
+        name.push("-wal");
+        PathBuf::from(name)
+    }
 
     fn event(action: Action, session: Uuid, code: &str) -> PressEvent {
         let mut l = Location::unknown();

@@ -8,8 +8,6 @@
 
 use std::cell::Cell;
 use std::ffi::c_int;
-#[cfg(test)]
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
@@ -36,14 +34,6 @@ const RESTART_LOCK_WAIT: Duration = Duration::from_millis(100);
 /// After a restart was refused (another process held the log), when the writer
 /// tries again.
 const RESTART_RETRY: Duration = Duration::from_secs(1);
-
-/// The write-ahead log of the database at `db`.
-#[cfg(test)]
-pub(super) fn wal_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
-}
 
 /// Runs `PRAGMA wal_checkpoint(mode)`: whether it was refused (SQLite's "busy"), the
 /// frames in the log and the frames copied.
