@@ -24,9 +24,6 @@ pub(super) enum ChError {
         /// The answer's text (shortened).
         message: String,
     },
-    /// The server answered something that is not what the query returns.
-    #[error("unexpected answer: {0}")]
-    Response(String),
     /// An answer line that is not the JSON the query returns.
     #[error("unexpected answer {line:?}")]
     Unreadable {
@@ -97,7 +94,7 @@ impl ChError {
         match self {
             ChError::Transport(e) => !e.is_builder(),
             ChError::Server { status, code, .. } => server_error_retryable(*status, *code),
-            ChError::Response(_) | ChError::Unreadable { .. } => true,
+            ChError::Unreadable { .. } => true,
         }
     }
 }

@@ -14,6 +14,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -24,22 +29,41 @@ use crate::stats::{GlobalStats, MINUTE_US, StatsError, StatsSource};
 
 /// A 64-bit integer: ClickHouse quotes 64-bit integers in JSON unless
 /// `output_format_json_quote_64bit_integers=0`; accept both. (A setting would not
-/// do: users in read-only mode may not change settings.)
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Int<T> {
-    Number(T),
-    Text(String),
-}
+/// do: users in read-only mode may not change settings.) Read in one pass: an
+/// untagged enum would try a number first and build an error message for every
+/// quoted one, which took most of the time spent reading 2,000 rows
+/// (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy)]
+struct Int<T>(T);
 
-impl<T: std::str::FromStr + Copy> Int<T> {
-    fn get(&self) -> Result<T, ChError> {
-        match self {
-            Int::Number(n) => Ok(*n),
-            Int::Text(s) => s
-                .parse()
-                .map_err(|_| ChError::Response(format!("not an integer: {s:?}"))),
+impl<'de, T> Deserialize<'de> for Int<T>
+where
+    T: TryFrom<u64> + TryFrom<i64> + FromStr,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either<T>(PhantomData<T>);
+        impl<T: TryFrom<u64> + TryFrom<i64> + FromStr> Visitor<'_> for Either<T> {
+            type Value = Int<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer in range, quoted or not")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int<T>, E> {
+                T::try_from(v)
+                    .map(Int)
+                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int<T>, E> {
+                T::try_from(v)
+                    .map(Int)
+                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Int<T>, E> {
+                v.parse()
+                    .map(Int)
+                    .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+            }
         }
+        d.deserialize_any(Either(PhantomData))
     }
 }
 
@@ -115,7 +139,7 @@ impl ChStore {
     async fn count(&self, sql: &str) -> Result<u64, StatsError> {
         let rows: Vec<CountRow> = self.read_rows(sql).await.map_err(|e| self.stats_error(e))?;
         match rows.first() {
-            Some(r) => r.n.get().map_err(|e| self.stats_error(e)),
+            Some(r) => Ok(r.n.0),
             None => Ok(0),
         }
     }
@@ -171,21 +195,21 @@ impl ChStore {
             self.counts_and_totals(Grain::Minute, filter).await?;
         let mut settled_at: HashMap<(String, i64), SettledRow> = HashMap::new();
         for row in settled {
-            settled_at.insert((row.country_code.clone(), row.minute.get()?), row);
+            settled_at.insert((row.country_code.clone(), row.minute.0), row);
         }
         let mut minutes = Minutes::default();
         for row in inserted {
-            let key = (row.country_code, row.minute.get()?);
-            let n = row.n.get()?;
+            let key = (row.country_code, row.minute.0);
+            let n = row.n.0;
             *minutes
                 .inserted
                 .entry((key.0.clone(), day_of(key.1)))
                 .or_default() += n;
             match settled_at.remove(&key) {
                 // Settled after (or since) everything this read saw inserted.
-                Some(s) if s.v.get()? >= n => {
+                Some(s) if s.v.0 >= n => {
                     let day = (key.0, day_of(key.1));
-                    add(&mut minutes.settled, day, s.name, s.p.get()?)
+                    add(&mut minutes.settled, day, s.name, s.p.0)
                 }
                 _ => minutes.unsettled.keys.push(key),
             }
@@ -212,7 +236,7 @@ impl ChStore {
                 )))
                 .await?;
             for row in counted {
-                add(&mut by_country, row.country_code, row.name, row.p.get()?);
+                add(&mut by_country, row.country_code, row.name, row.p.0);
             }
         }
         Ok(by_country)
@@ -243,17 +267,17 @@ impl ChStore {
             self.counts_and_totals(Grain::Day, filter).await?;
         let mut rolled_up: HashMap<(String, i64), DayTotalRow> = HashMap::new();
         for row in totals {
-            rolled_up.insert((row.country_code.clone(), row.day.get()?), row);
+            rolled_up.insert((row.country_code.clone(), row.day.0), row);
         }
         let mut days = Days::default();
         for row in counted {
-            let key = (row.country_code, row.day.get()?);
+            let key = (row.country_code, row.day.0);
             match rolled_up.remove(&key) {
                 // Nothing inserted since the roll-up. Equal, not at least: a
                 // count that fell behind its minutes (a view that failed
                 // where the other did not) must not hide later inserts.
-                Some(t) if t.v.get()? == row.n.get()? => {
-                    add(&mut days.current, key, t.name, t.p.get()?)
+                Some(t) if t.v.0 == row.n.0 => {
+                    add(&mut days.current, key, t.name, t.p.0)
                 }
                 _ => days.stale.push(key),
             }
@@ -469,19 +493,21 @@ mod tests {
     #[test]
     fn counts_come_quoted_or_not() {
         let rows: Vec<CountRow> = parse_rows("{\"n\":\"12\"}\n").unwrap();
-        assert_eq!(rows[0].n.get().unwrap(), 12);
+        assert_eq!(rows[0].n.0, 12);
         let rows: Vec<CountRow> = parse_rows("{\"n\":12}\n\n").unwrap();
-        assert_eq!(rows[0].n.get().unwrap(), 12);
-        assert!(
-            parse_rows::<CountRow>("{\"n\":\"x\"}").unwrap()[0]
-                .n
-                .get()
-                .is_err()
-        );
-        assert!(parse_rows::<CountRow>("oops").is_err());
+        assert_eq!(rows[0].n.0, 12);
+        let rows: Vec<CountRow> = parse_rows("{\"n\":\"18446744073709551615\"}").unwrap();
+        assert_eq!(rows[0].n.0, u64::MAX);
+        for bad in ["{\"n\":\"x\"}", "{\"n\":-1}", "{\"n\":\"-1\"}", "{\"n\":1.5}", "oops"] {
+            let err = parse_rows::<CountRow>(bad).err();
+            assert!(matches!(err, Some(ChError::Unreadable { .. })), "{bad}: {err:?}");
+        }
         let rows: Vec<InsertedRow> =
             parse_rows("{\"country_code\":\"NL\",\"minute\":\"-3\",\"n\":2}").unwrap();
-        assert_eq!(rows[0].minute.get().unwrap(), -3);
+        assert_eq!((rows[0].minute.0, rows[0].n.0), (-3, 2));
+        let rows: Vec<InsertedRow> =
+            parse_rows("{\"country_code\":\"NL\",\"minute\":-3,\"n\":\"2\"}").unwrap();
+        assert_eq!((rows[0].minute.0, rows[0].n.0), (-3, 2));
     }
 
     #[test]

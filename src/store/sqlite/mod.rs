@@ -175,7 +175,7 @@ impl SqliteStore {
             queue: StdMutex::new(Some(tx)),
             writer: StdMutex::new(Some(writer)),
             checkpointer: StdMutex::new(Some((stop_checkpoints, checkpointer))),
-            readers: readers.into(),
+            readers,
             health,
         })
     }
